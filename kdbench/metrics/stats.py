@@ -1,0 +1,42 @@
+"""Means with 95% confidence intervals, as every protocol reports them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+# Two-sided 97.5% quantiles of Student's t for 1..29 degrees of freedom.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045,
+)  # fmt: skip
+Z975 = 1.96
+
+
+def critical_value(n: int) -> float:
+    """1.96 for n >= 30 samples, Student's t with n-1 degrees of freedom below."""
+    if n < 2:
+        raise ValueError("a confidence interval needs at least 2 samples")
+    return Z975 if n >= 30 else _T975[n - 2]
+
+
+def mean_ci95(values: Iterable[float]) -> tuple[float, float | None]:
+    """Mean and 95% CI half-width: ``crit * std(ddof=1) / sqrt(n)``.
+
+    ``crit`` is 1.96 from 30 samples on and Student's t below. With one sample the
+    half-width is ``None`` (unknown), never NaN. Non-finite values are refused.
+    """
+    x = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64)
+    x = x.reshape(-1)
+    if x.size == 0:
+        raise ValueError("mean_ci95 needs at least one value")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("mean_ci95 got NaN or infinite values")
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, None
+    half = critical_value(x.size) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return mean, half

@@ -1,0 +1,164 @@
+"""What a protocol is: a name, an integer version, a config per suite, declared metrics with
+a direction, and ``run(context) -> UnitResult`` for one method and one seed."""
+
+from __future__ import annotations
+
+import copy
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kdbench.registry import Component, Registry
+from kdbench.results import ComponentRef, DatasetIdentity, Metric
+
+SUITES = ("embedded", "standard")
+
+
+class ConfigError(ValueError):
+    """A protocol configuration or override that cannot be used."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a protocol declares: its name, direction and unit."""
+
+    name: str
+    higher_is_better: bool
+    unit: str | None = None
+    headline: bool = False
+    description: str = ""
+
+    def __call__(
+        self,
+        value: float | None,
+        *,
+        ci95: float | None = None,
+        n: int | None = None,
+        reason: str | None = None,
+    ) -> Metric:
+        """A :class:`Metric` of this spec; ``value=None`` needs a ``reason``."""
+        return Metric(
+            name=self.name,
+            value=None if value is None else float(value),
+            ci95=None if ci95 is None else float(ci95),
+            n=n,
+            higher_is_better=self.higher_is_better,
+            unit=self.unit,
+            headline=self.headline,
+            reason=reason,
+        )
+
+
+@dataclass
+class UnitContext:
+    """Everything a protocol's ``run`` gets for one unit (one method, one seed)."""
+
+    protocol: Protocol
+    method: Component
+    seed: int
+    suite: str
+    smoke: bool
+    config: dict[str, Any]
+    registry: Registry
+    device: str
+    cache_dir: Path
+    work_dir: Path
+    progress: Callable[..., Any]
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class UnitResult:
+    """What a protocol returns; the runner adds provenance and writes the record."""
+
+    metrics: list[Metric]
+    dataset: DatasetIdentity
+    components: dict[str, ComponentRef] = field(default_factory=dict)
+    draws: dict[str, str] = field(default_factory=dict)
+    statistics: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+    device_fingerprint: dict[str, Any] | None = None
+
+
+class Protocol(ABC):
+    """Base class for protocols. Subclasses set the class attributes and implement
+    :meth:`default_config` and :meth:`run`."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    description: ClassVar[str] = ""
+    suites: ClassVar[tuple[str, ...]] = SUITES
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+
+    @abstractmethod
+    def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
+        """The configuration for ``suite``; ``smoke`` shrinks it to seconds."""
+
+    @abstractmethod
+    def run(self, context: UnitContext) -> UnitResult:
+        """Run one unit and return its measurements."""
+
+    def supports(self, method: Component) -> str | None:
+        """``None`` if ``method`` can run here, else the reason it cannot."""
+        wanted = getattr(method.load(), "protocols", None)
+        if wanted is not None and self.name not in wanted:
+            return f"method {method.name!r} runs only on {', '.join(sorted(wanted))}"
+        return None
+
+    def metric(self, name: str) -> MetricSpec:
+        for spec in self.metrics:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"protocol {self.name!r} declares no metric {name!r}")
+
+    @property
+    def headline(self) -> MetricSpec | None:
+        return next((m for m in self.metrics if m.headline), None)
+
+    def config(
+        self, suite: str, smoke: bool, overrides: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The default config with ``overrides`` (dotted keys) applied and checked."""
+        if suite not in self.suites:
+            raise ConfigError(
+                f"protocol {self.name!r} has no {suite!r} suite; it has: {', '.join(self.suites)}"
+            )
+        config = copy.deepcopy(self.default_config(suite, smoke))
+        for key, value in (overrides or {}).items():
+            apply_override(config, key, value, where=f"protocol {self.name!r} ({suite})")
+        return config
+
+
+def apply_override(config: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set ``config[a][b] = value`` for ``key='a.b'``; unknown keys are refused."""
+    parts = key.split(".")
+    node = config
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else "(not a section)"
+            raise ConfigError(
+                f"{where}: no config key {'.'.join(parts[: i + 1])!r}; keys here: {known}"
+            )
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=3", "name=x"]`` -> ``{"a.b": 3, "name": "x"}``; values are JSON when they parse."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=5")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return out

@@ -1,0 +1,100 @@
+"""Provenance captured once per process and put in every record: kdbench version and git
+state, library versions, devices and CPU."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kdbench import __version__
+
+
+def _run_git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+@functools.lru_cache(maxsize=1)
+def kdbench_info() -> dict[str, Any]:
+    """kdbench's version and, when it runs from a git checkout, the commit and dirty flag."""
+    source = Path(__file__).resolve().parent
+    top = _run_git(["rev-parse", "--show-toplevel"], source)
+    sha = dirty = None
+    if top and (Path(top) / "kdbench" / "__init__.py").exists():
+        sha = _run_git(["rev-parse", "HEAD"], source)
+        status = _run_git(["status", "--porcelain", "--untracked-files=no"], source)
+        dirty = None if status is None else bool(status)
+    return {"version": __version__, "git_sha": sha or None, "git_dirty": dirty}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str | None:
+    """The CPU's marketing name from /proc/cpuinfo, else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            driver = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None
+    return driver.decode() if isinstance(driver, bytes) else str(driver)
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """Python, library versions, accelerator and CPU of this process."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "timm": _version("timm"),
+        "numpy": _version("numpy"),
+        "cuda": torch.version.cuda if cuda else None,
+        "devices": devices or ["cpu"],
+        "driver": _nvidia_driver() if cuda else None,
+        "cpu": cpu_model(),
+        "cpu_count": _cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _cpu_count() -> int | None:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()

@@ -1,0 +1,407 @@
+"""Run protocol x method x seed units and write one record per unit.
+
+Records go to ``<out>/<suite>/<protocol>/<method>-seed<seed>[.smoke].json``; a unit's
+scratch space (training checkpoints) to ``<out>/.work/...`` and is removed when the unit
+finishes. Resume modes:
+
+``never``
+    run every unit from the start, overwriting records and discarding checkpoints;
+``only-missing`` (default)
+    skip units that already have an ``ok`` record for the same protocol version, config,
+    method version and smoke flag; run the rest, continuing from their last checkpoint;
+``always``
+    skip every unit that has any ``ok`` record, even one from another config or version.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from kdbench.cache import cache_dir
+from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
+from kdbench.provenance import environment, kdbench_info
+from kdbench.registry import Component, Registry
+from kdbench.results import (
+    ComponentRef,
+    Cost,
+    Environment,
+    ErrorInfo,
+    KdbenchInfo,
+    MethodRef,
+    ProtocolInfo,
+    Record,
+    RecordError,
+    config_hash,
+    load_record,
+    now_utc,
+    write_record,
+)
+from kdbench.seeding import seed_everything
+
+ResumeMode = Literal["never", "only-missing", "always"]
+RESUME_MODES: tuple[str, ...] = ("never", "only-missing", "always")
+DEFAULT_OUT = Path("results")
+
+
+def is_main_process() -> bool:
+    """False on ranks other than 0 under ``torchrun``; only rank 0 writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make_progress(enabled: bool | None) -> Callable[..., Any]:
+    """A tqdm factory; ``enabled=None`` shows bars only on a terminal."""
+    from tqdm.auto import tqdm
+
+    disable = (not enabled) if enabled is not None else None
+    if not is_main_process():
+        disable = True
+
+    def progress(iterable: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("leave", False)
+        kwargs.setdefault("dynamic_ncols", True)
+        return tqdm(iterable, disable=disable, file=sys.stderr, **kwargs)
+
+    return progress
+
+
+@dataclass
+class Unit:
+    """One protocol x method x seed, with the config it will run with."""
+
+    protocol: Component
+    method: Component
+    seed: int
+    suite: str
+    smoke: bool
+    config: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.protocol.name}/{self.method.name}/seed{self.seed}"
+
+    def record_path(self, out: Path) -> Path:
+        suffix = ".smoke" if self.smoke else ""
+        name = f"{self.method.name}-seed{self.seed}{suffix}.json"
+        return out / self.suite / self.protocol.name / name
+
+    def work_dir(self, out: Path) -> Path:
+        suffix = "-smoke" if self.smoke else ""
+        return out / ".work" / self.suite / self.protocol.name / (
+            f"{self.method.name}-seed{self.seed}{suffix}"
+        )
+
+    def matches(self, record: Record) -> bool:
+        """Whether ``record`` is a finished run of exactly this unit."""
+        proto: Protocol = self.protocol.load()
+        return (
+            record.status == "ok"
+            and record.protocol.version == proto.version
+            and record.protocol.config_hash == config_hash(self.config)
+            and record.method.version == self.method.version
+            and record.smoke == self.smoke
+        )
+
+
+@dataclass
+class Outcome:
+    unit: Unit
+    status: Literal["ok", "failed", "skipped"]
+    path: Path
+    record: Record | None = None
+    message: str = ""
+
+
+@dataclass
+class RunReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    unsupported: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def default_methods(registry: Registry) -> list[str]:
+    """The methods ``kdbench run`` uses when none are named: those kdbench ships."""
+    return [c.name for c in registry.components("methods") if c.distribution == "kdbench"]
+
+
+def plan(
+    registry: Registry,
+    *,
+    protocols: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0,),
+    suite: str = "embedded",
+    smoke: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[list[Unit], list[tuple[str, str, str]]]:
+    """The units to run, and the (protocol, method, reason) pairs that cannot run."""
+    protocol_names = list(protocols) if protocols else registry.names("protocols")
+    method_names = list(methods) if methods else default_methods(registry)
+    proto_components = [registry.get("protocols", n) for n in protocol_names]
+    method_components = [registry.get("methods", n) for n in method_names]
+    if not proto_components:
+        raise ConfigError("no protocols are registered")
+    if not method_components:
+        raise ConfigError("no methods to run; name one with --method")
+    per_protocol: dict[str, dict[str, Any]] = {p.name: {} for p in proto_components}
+    for key, value in (overrides or {}).items():
+        head, sep, rest = key.partition(".")
+        if not sep or head not in per_protocol:
+            raise ConfigError(
+                f"--set {key}: start the key with a protocol being run "
+                f"({', '.join(per_protocol)}), e.g. --set {next(iter(per_protocol))}.epochs=3"
+            )
+        per_protocol[head][rest] = value
+    units: list[Unit] = []
+    unsupported: list[tuple[str, str, str]] = []
+    for pc in proto_components:
+        proto: Protocol = pc.load()
+        config = proto.config(suite, smoke, per_protocol[pc.name])
+        for mc in method_components:
+            reason = proto.supports(mc)
+            if reason is not None:
+                unsupported.append((pc.name, mc.name, reason))
+                continue
+            for seed in seeds:
+                units.append(Unit(pc, mc, int(seed), suite, smoke, config))
+    return units, unsupported
+
+
+def _method_ref(method: Component) -> MethodRef:
+    obj = method.load()
+    return MethodRef(
+        **method.ref(),
+        description=method.description or None,
+        url=method.url,
+        reference=bool(getattr(obj, "reference", False)),
+    )
+
+
+def _base_record(unit: Unit, device: str, started: float) -> dict[str, Any]:
+    proto: Protocol = unit.protocol.load()
+    return {
+        "run_id": uuid.uuid4().hex,
+        "created_at": now_utc(),
+        "smoke": unit.smoke,
+        "suite": unit.suite,
+        "kdbench": KdbenchInfo(**kdbench_info()),
+        "protocol": ProtocolInfo(
+            name=proto.name,
+            version=proto.version,
+            config=unit.config,
+            config_hash=config_hash(unit.config),
+        ),
+        "method": _method_ref(unit.method),
+        "seed": unit.seed,
+        "environment": Environment(**environment()),
+        "cost": Cost(total_seconds=time.perf_counter() - started, device=device),
+    }
+
+
+def build_record(unit: Unit, result: UnitResult, device: str, started: float) -> Record:
+    """The record of a finished unit: the protocol's result plus provenance."""
+    proto: Protocol = unit.protocol.load()
+    declared = {m.name for m in proto.metrics}
+    unknown = [m.name for m in result.metrics if m.name not in declared]
+    if unknown:
+        raise ConfigError(f"protocol {proto.name!r} returned undeclared metrics {unknown}")
+    base = _base_record(unit, device, started)
+    base["cost"] = Cost(
+        train_seconds=result.train_seconds,
+        eval_seconds=result.eval_seconds,
+        total_seconds=time.perf_counter() - started,
+        device=device,
+    )
+    components = {"protocol": ComponentRef(**unit.protocol.ref()), **result.components}
+    return Record(
+        **base,
+        status="ok",
+        dataset=result.dataset,
+        components=components,
+        draws=result.draws,
+        metrics=result.metrics,
+        device_fingerprint=result.device_fingerprint,
+        statistics=result.statistics,
+        notes=result.notes,
+    )
+
+
+def run_unit(
+    unit: Unit,
+    *,
+    out: Path,
+    registry: Registry,
+    device: str,
+    progress: Callable[..., Any],
+    log: Callable[[str], None],
+) -> Record:
+    """Run one unit; returns its record (``status='failed'`` if the protocol raised)."""
+    started = time.perf_counter()
+    proto: Protocol = unit.protocol.load()
+    work = unit.work_dir(out)
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(unit.seed)
+    context = UnitContext(
+        protocol=proto,
+        method=unit.method,
+        seed=unit.seed,
+        suite=unit.suite,
+        smoke=unit.smoke,
+        config=unit.config,
+        registry=registry,
+        device=device,
+        cache_dir=cache_dir(),
+        work_dir=work,
+        progress=progress,
+        log=log,
+    )
+    try:
+        result = proto.run(context)
+        record = build_record(unit, result, device, started)
+    except Exception as error:  # one broken unit must not sink the others
+        log(f"{unit.label} failed: {type(error).__name__}: {error}")
+        if os.environ.get("KDBENCH_DEBUG"):
+            traceback.print_exc()
+        return Record(
+            **_base_record(unit, device, started),
+            status="failed",
+            error=ErrorInfo(type=type(error).__name__, message=str(error)),
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return record
+
+
+def _existing(path: Path, log: Callable[[str], None]) -> Record | None:
+    if not path.exists():
+        return None
+    try:
+        return load_record(path)
+    except RecordError as error:
+        log(f"{path} is not a valid record, it will be re-run ({error.problems[0].message})")
+        return None
+
+
+def run_units(
+    units: Sequence[Unit],
+    *,
+    registry: Registry,
+    out: Path = DEFAULT_OUT,
+    resume: ResumeMode = "only-missing",
+    device: str = "auto",
+    progress: bool | None = None,
+    fail_fast: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Run ``units`` in order, writing each record as soon as it exists."""
+    if resume not in RESUME_MODES:
+        raise ConfigError(f"--resume must be one of {', '.join(RESUME_MODES)}, not {resume!r}")
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out = Path(out)
+    device = resolve_device(device)
+    bar_factory = make_progress(progress)
+    report = RunReport()
+    bar = bar_factory(units, desc="units", unit="unit", leave=True)
+    for unit in bar:
+        bar.set_postfix_str(unit.label)
+        path = unit.record_path(out)
+        previous = _existing(path, log) if resume != "never" else None
+        if previous is not None and previous.status == "ok":
+            if resume == "always" or unit.matches(previous):
+                report.outcomes.append(Outcome(unit, "skipped", path, previous, "already done"))
+                continue
+        if resume == "never":
+            shutil.rmtree(unit.work_dir(out), ignore_errors=True)
+        record = run_unit(
+            unit, out=out, registry=registry, device=device, progress=bar_factory, log=log
+        )
+        if is_main_process():
+            write_record(record, path)
+        status = "ok" if record.status == "ok" else "failed"
+        message = record.error.message if record.error else ""
+        report.outcomes.append(Outcome(unit, status, path, record, message))
+        if status == "failed" and fail_fast:
+            break
+    return report
+
+
+def summary_rows(report: RunReport) -> list[dict[str, Any]]:
+    """One row per protocol x method x headline metric, mean ± CI over the seeds run."""
+    from kdbench.metrics.stats import mean_ci95
+
+    groups: dict[tuple[str, str], list[Outcome]] = {}
+    for o in report.outcomes:
+        groups.setdefault((o.unit.protocol.name, o.unit.method.name), []).append(o)
+    rows = []
+    for (proto, method), outcomes in groups.items():
+        records = [o.record for o in outcomes if o.record is not None and o.record.status == "ok"]
+        failed = sum(1 for o in outcomes if o.status == "failed")
+        heads = [m for m in records[0].metrics if m.headline] if records else []
+        if not heads:
+            rows.append({"protocol": proto, "method": method, "metric": "-", "value": None,
+                         "ci95": None, "unit": None, "seeds": len(records), "failed": failed})
+        for head in heads:
+            values = [r.metric(head.name).value for r in records]
+            values = [v for v in values if v is not None]
+            if not values:
+                mean, ci = None, None
+            elif len(values) == 1:
+                mean, ci = values[0], records[0].metric(head.name).ci95
+            else:
+                mean, ci = mean_ci95(values)
+            rows.append({"protocol": proto, "method": method, "metric": head.name,
+                         "value": mean, "ci95": ci, "unit": head.unit,
+                         "seeds": len(values), "failed": failed})
+    return rows
+
+
+def format_summary(report: RunReport, out: Path) -> str:
+    """The table ``kdbench run`` prints at the end."""
+    rows = summary_rows(report)
+    lines = []
+    header = ("protocol", "method", "metric", "mean ± 95% CI", "seeds", "failed")
+    table = [header]
+    for r in rows:
+        if r["value"] is None:
+            shown = "n/a"
+        else:
+            unit = f" {r['unit']}" if r["unit"] else ""
+            ci = f" ± {r['ci95']:.2f}" if r["ci95"] is not None else ""
+            shown = f"{r['value']:.2f}{ci}{unit}"
+        table.append((r["protocol"], r["method"], r["metric"], shown,
+                      str(r["seeds"]), str(r["failed"])))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for i, row in enumerate(table):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    done = sum(o.status == "ok" for o in report.outcomes)
+    skipped = sum(o.status == "skipped" for o in report.outcomes)
+    lines.append("")
+    lines.append(
+        f"{done} unit(s) run, {skipped} already done, {len(report.failed)} failed; "
+        f"records in {out}/"
+    )
+    for proto, method, reason in report.unsupported:
+        lines.append(f"not run: {proto}/{method}: {reason}")
+    for o in report.failed:
+        lines.append(f"FAILED {o.unit.label}: {o.message}")
+    return "\n".join(lines)
