@@ -149,7 +149,7 @@ class Registry:
         if name in table and not name.endswith(":*"):
             return table[name]
         prefix, sep, member = name.partition(":")
-        family = table.get(f"{prefix}:*") if sep and member else None
+        family = table.get(f"{prefix}:*") if sep and member and member != "*" else None
         if family is not None:
             return Component(
                 kind=kind,

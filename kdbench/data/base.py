@@ -1,0 +1,151 @@
+"""What a dataset loader returns: a split as a list of files plus labels, with a manifest
+hash that identifies it in result records. Images are decoded on demand, resized and
+centre-cropped to the size a protocol asks for, as uint8 tensors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+IGNORE_INDEX = 255
+
+
+class DatasetError(ValueError):
+    """A dataset that is not in the expected layout or holds values it should not."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A dataset folder or file that does not exist."""
+
+
+def require(path: Path, what: str) -> Path:
+    """``path`` if it exists, else a :class:`DatasetError` naming it and what was expected."""
+    if not path.exists():
+        raise DatasetNotFoundError(f"{path} does not exist; expected {what}")
+    return path
+
+
+def manifest_sha256(items: Sequence[tuple[str, Any]]) -> str:
+    """sha256 of ``(relative path, label)`` lines: the identity of a split in records."""
+    digest = hashlib.sha256()
+    for rel, label in items:
+        digest.update(f"{rel}\t{label}\n".encode())
+    return digest.hexdigest()
+
+
+def load_rgb(path: Path, size: int | None = None, resize: int | None = None) -> np.ndarray:
+    """Decode an image to uint8 HxWx3; optionally resize the shorter side to ``resize``
+    (default ``size``) and centre-crop ``size`` x ``size``."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if size is not None:
+            im = resize_center_crop(im, size, resize or size)
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
+def resize_center_crop(im: Any, size: int, resize: int, resample: int | None = None) -> Any:
+    from PIL import Image
+
+    w, h = im.size
+    scale = resize / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    im = im.resize((nw, nh), resample if resample is not None else Image.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+@dataclass
+class ClassificationSplit:
+    """One split of a classification dataset: files, integer labels and class names."""
+
+    name: str
+    split: str
+    root: Path
+    files: list[Path]
+    labels: np.ndarray
+    classes: list[str]
+    taxonomy: list[tuple[str, ...]] | None = None
+    """Per class, its path from the root of a taxonomy to the class (coarse to fine)."""
+    taxonomy_levels: tuple[str, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def manifest_sha256(self) -> str:
+        return manifest_sha256(
+            [(f.relative_to(self.root).as_posix(), int(y)) for f, y in zip(self.files, self.labels)]
+        )
+
+    def load(self, index: int, size: int, resize: int | None = None) -> np.ndarray:
+        return load_rgb(self.files[index], size, resize)
+
+    def load_all(
+        self, size: int, resize: int | None = None, progress: Callable[..., Any] | None = None
+    ):
+        """All images as a uint8 tensor N x 3 x size x size, and labels as int64."""
+        import torch
+
+        indices = range(len(self))
+        if progress is not None:
+            indices = progress(indices, desc=f"decode {self.name}/{self.split}", total=len(self))
+        out = np.stack([self.load(i, size, resize) for i in indices]) if len(self) else np.zeros(
+            (0, size, size, 3), np.uint8
+        )
+        images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        return images, torch.from_numpy(self.labels.astype(np.int64))
+
+
+@dataclass
+class SegmentationSplit:
+    """One split of a semantic segmentation dataset: images and per-pixel class masks
+    (``IGNORE_INDEX`` for pixels that are not scored)."""
+
+    name: str
+    split: str
+    root: Path
+    files: list[Path]
+    masks: list[Any]
+    """Per image, a mask file or whatever ``mask_loader`` needs to build the mask."""
+    classes: list[str]
+    mask_loader: Callable[[Any], np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def manifest_sha256(self) -> str:
+        return manifest_sha256(
+            [(f.relative_to(self.root).as_posix(), str(m)) for f, m in zip(self.files, self.masks)]
+        )
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 HxWx3 image, int64 HxW mask), with mask values checked."""
+        image = load_rgb(self.files[index])
+        mask = np.asarray(self.mask_loader(self.masks[index]), dtype=np.int64)
+        check_mask(mask, self.num_classes, where=str(self.masks[index]))
+        return image, mask
+
+
+def check_mask(mask: np.ndarray, num_classes: int, where: str) -> None:
+    """Refuse mask values outside ``[0, num_classes)`` other than ``IGNORE_INDEX``."""
+    values = np.unique(mask)
+    bad = values[((values < 0) | (values >= num_classes)) & (values != IGNORE_INDEX)]
+    if bad.size:
+        raise DatasetError(
+            f"{where}: mask values {bad.tolist()} are outside [0, {num_classes}) and not "
+            f"{IGNORE_INDEX} (ignore); check the label mapping for this dataset"
+        )

@@ -1,0 +1,62 @@
+"""Small in-process components for tests: a protocol and methods that run in milliseconds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from kdbench.hookspecs import hookimpl
+from kdbench.protocols.base import MetricSpec, Protocol, UnitContext, UnitResult
+from kdbench.results import DatasetIdentity
+from kdbench.seeding import rng
+
+
+class CoinProtocol(Protocol):
+    """Estimates the mean of a seeded random draw; fails on demand."""
+
+    name = "coin"
+    version = 1
+    metrics = (
+        MetricSpec("score", higher_is_better=True, unit="%", headline=True),
+        MetricSpec("energy", higher_is_better=False, unit="mJ/image"),
+    )
+    calls: list[str] = []
+
+    def default_config(self, suite, smoke):
+        return {"flips": 10 if smoke else 100, "fail_for": ""}
+
+    def run(self, context: UnitContext) -> UnitResult:
+        type(self).calls.append(f"{context.method.name}/{context.seed}")
+        if context.method.name == context.config["fail_for"]:
+            raise FloatingPointError("loss became NaN at step 3")
+        flips = rng(context.seed, "coin").random(context.config["flips"]) * 100
+        checkpoint = context.work_dir / "progress.json"
+        checkpoint.write_text(json.dumps({"done": True}))
+        return UnitResult(
+            metrics=[
+                self.metric("score")(float(flips.mean()), ci95=1.0, n=flips.size),
+                self.metric("energy")(None, reason="no energy sensor in tests"),
+            ],
+            dataset=DatasetIdentity(name="coin", version="1"),
+            draws={"flips": str(hash(flips.tobytes()))},
+            statistics={"flips": np.round(flips, 3).tolist()},
+        )
+
+
+class Method:
+    def __init__(self, name, reference=False):
+        self.name = name
+        self.reference = reference
+        self.protocols = None
+
+
+class TestPlugin:
+    @hookimpl
+    def kdbench_register_protocols(self, register):
+        register(CoinProtocol(), name="coin")
+
+    @hookimpl
+    def kdbench_register_methods(self, register):
+        register(Method("heads"), description="always heads")
+        register(Method("tails"), description="always tails")
