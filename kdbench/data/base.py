@@ -5,7 +5,7 @@ centre-cropped to the size a protocol asks for, as uint8 tensors."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,28 @@ def require(path: Path, what: str) -> Path:
     return path
 
 
+def require_split(split: str, valid: Iterable[str], dataset: str) -> str:
+    """``split`` if it is one of ``valid``, else a :class:`DatasetError` listing the valid ones."""
+    valid = list(valid)
+    if split not in valid:
+        raise DatasetError(
+            f"unknown split {split!r} for {dataset}; valid splits: {', '.join(valid) or 'none'}"
+        )
+    return split
+
+
+def require_files(paths: Iterable[Path], listed_by: str) -> None:
+    """A :class:`DatasetNotFoundError` naming the first missing files among ``paths``, if any."""
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DatasetNotFoundError(
+            f"{len(missing)} file(s) listed by {listed_by} do not exist: {shown}{more}; "
+            "check that the dataset was unpacked completely and that the root is right"
+        )
+
+
 def manifest_sha256(items: Sequence[tuple[str, Any]]) -> str:
     """sha256 of ``(relative path, label)`` lines: the identity of a split in records."""
     digest = hashlib.sha256()
@@ -48,6 +70,22 @@ def load_rgb(path: Path, size: int | None = None, resize: int | None = None) -> 
         if size is not None:
             im = resize_center_crop(im, size, resize or size)
         return np.asarray(im, dtype=np.uint8).copy()
+
+
+LABEL_IMAGE_MODES = ("P", "L", "I", "I;16")
+
+
+def load_label_image(path: Path) -> np.ndarray:
+    """Decode a PNG whose pixel values are class indices (palette or greyscale) to HxW."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in LABEL_IMAGE_MODES:
+            raise DatasetError(
+                f"{path} is a {im.mode} image; expected a palette (P) or greyscale (L) PNG whose "
+                "pixel values are class indices (colour-coded masks must be converted first)"
+            )
+        return np.asarray(im).copy()
 
 
 def resize_center_crop(im: Any, size: int, resize: int, resample: int | None = None) -> Any:
@@ -79,10 +117,33 @@ class ClassificationSplit:
     def __len__(self) -> int:
         return len(self.files)
 
+    @classmethod
+    def from_items(
+        cls,
+        name: str,
+        split: str,
+        root: Path,
+        items: Iterable[tuple[Path, int]],
+        classes: Sequence[str],
+        listed_by: str,
+        **fields: Any,
+    ) -> ClassificationSplit:
+        """A split of ``(file, label)`` items in canonical order (sorted by path below
+        ``root``), after checking that every file exists; ``listed_by`` names the index
+        file (or folder) the items came from, for errors."""
+        ordered = sorted(items, key=lambda item: item[0].relative_to(root).as_posix())
+        files = [f for f, _ in ordered]
+        require_files(files, listed_by)
+        labels = np.asarray([y for _, y in ordered], dtype=np.int64)
+        return cls(name, split, root, files, labels, list(classes), **fields)
+
     @property
     def manifest_sha256(self) -> str:
         return manifest_sha256(
-            [(f.relative_to(self.root).as_posix(), int(y)) for f, y in zip(self.files, self.labels)]
+            [
+                (f.relative_to(self.root).as_posix(), int(y))
+                for f, y in zip(self.files, self.labels, strict=True)
+            ]
         )
 
     def load(self, index: int, size: int, resize: int | None = None) -> np.ndarray:
@@ -97,8 +158,10 @@ class ClassificationSplit:
         indices = range(len(self))
         if progress is not None:
             indices = progress(indices, desc=f"decode {self.name}/{self.split}", total=len(self))
-        out = np.stack([self.load(i, size, resize) for i in indices]) if len(self) else np.zeros(
-            (0, size, size, 3), np.uint8
+        out = (
+            np.stack([self.load(i, size, resize) for i in indices])
+            if len(self)
+            else np.zeros((0, size, size, 3), np.uint8)
         )
         images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
         return images, torch.from_numpy(self.labels.astype(np.int64))
@@ -126,17 +189,56 @@ class SegmentationSplit:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @classmethod
+    def from_items(
+        cls,
+        name: str,
+        split: str,
+        root: Path,
+        items: Iterable[tuple[Path, Any]],
+        classes: Sequence[str],
+        mask_loader: Callable[[Any], np.ndarray],
+        listed_by: str,
+        **fields: Any,
+    ) -> SegmentationSplit:
+        """A split of ``(image, mask)`` items sorted by image path below ``root``, after
+        checking that every image (and every mask given as a path) exists."""
+        ordered = sorted(items, key=lambda item: item[0].relative_to(root).as_posix())
+        files = [f for f, _ in ordered]
+        masks = [m for _, m in ordered]
+        require_files(files + [m for m in masks if isinstance(m, Path)], listed_by)
+        return cls(name, split, root, files, masks, list(classes), mask_loader, **fields)
+
     @property
     def manifest_sha256(self) -> str:
         return manifest_sha256(
-            [(f.relative_to(self.root).as_posix(), str(m)) for f, m in zip(self.files, self.masks)]
+            [
+                (f.relative_to(self.root).as_posix(), self._mask_key(m))
+                for f, m in zip(self.files, self.masks, strict=True)
+            ]
         )
 
+    def _mask_key(self, mask: Any) -> str:
+        """A mask path relative to ``root`` (so the manifest does not depend on where the
+        dataset lives), or the mask source's own ``str``."""
+        if isinstance(mask, Path):
+            try:
+                return mask.relative_to(self.root).as_posix()
+            except ValueError:
+                return mask.as_posix()
+        return str(mask)
+
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 HxWx3 image, int64 HxW mask), with mask values checked."""
+        """(uint8 HxWx3 image, int64 HxW mask), with mask values and size checked."""
         image = load_rgb(self.files[index])
         mask = np.asarray(self.mask_loader(self.masks[index]), dtype=np.int64)
-        check_mask(mask, self.num_classes, where=str(self.masks[index]))
+        where = str(self.masks[index])
+        if mask.shape != image.shape[:2]:
+            raise DatasetError(
+                f"{where}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{self.files[index]} is {image.shape[1]}x{image.shape[0]} (width x height)"
+            )
+        check_mask(mask, self.num_classes, where=where)
         return image, mask
 
 

@@ -1,0 +1,1 @@
+"""Tests of the real-dataset loaders, on fixtures in the published layouts."""
