@@ -1,11 +1,72 @@
-"""kdbench's own components, registered through the same hooks as any plugin."""
+"""kdbench's own components, registered through the same hooks as any plugin.
+
+Components are registered by import path so that ``kdbench --help`` imports nothing heavy.
+"""
 
 from __future__ import annotations
 
 from kdbench.hookspecs import hookimpl
 from kdbench.registry import Register
 
+TIMM_HELP = "Any timm model by name, e.g. timm:vit_small_patch14_dinov2.lvd142m."
+
+
+@hookimpl
+def kdbench_register_teachers(register: Register) -> None:
+    register("kdbench.world.models:shapes_teacher", name="shapes-teacher",
+             description="Shapes world teacher: ViT, 6 blocks x 128, patch 4, 32 px.")
+    register("kdbench.models.backbone:timm_backbone", name="timm:*", description=TIMM_HELP)
+
+
+@hookimpl
+def kdbench_register_students(register: Register) -> None:
+    register("kdbench.world.models:shapes_student", name="shapes-student",
+             description="Shapes world student: ViT, 4 blocks x 64, patch 4, 32 px.")
+    register("kdbench.models.backbone:timm_backbone", name="timm:*", description=TIMM_HELP)
+
+
+@hookimpl
+def kdbench_register_adapters(register: Register) -> None:
+    for cls, text in (
+        ("LinearProbe", "Frozen backbone, linear head (teacher mode lp)."),
+        ("MultiLayer", "Frozen backbone, head on the last 4 layers concatenated."),
+        ("FineTune", "Every parameter trains (teacher mode ft)."),
+        ("LoRA", "Low-rank updates on the attention qkv projections (r=16, alpha=16)."),
+        ("SVF", "Only the singular values of the block's linear layers train."),
+    ):
+        name = {"LinearProbe": "linear", "MultiLayer": "multilayer", "FineTune": "finetune",
+                "LoRA": "lora", "SVF": "svf"}[cls]
+        register(f"kdbench.models.adapters:{cls}", name=name, description=text)
+
+
+@hookimpl
+def kdbench_register_losses(register: Register) -> None:
+    register("kdbench.losses.classic:CrossEntropy", name="ce",
+             description="Cross-entropy of the student's logits against the labels.")
+    register("kdbench.losses.classic:HintonKD", name="kd",
+             description="Hinton KD: T²·KL between softened teacher and student predictions.",
+             url="https://arxiv.org/abs/1503.02531")
+    register("kdbench.losses.classic:FitNets", name="fitnets",
+             description="FitNets: MSE to the teacher's features through a learned projector.",
+             url="https://arxiv.org/abs/1412.6550")
+
+
+@hookimpl
+def kdbench_register_datasets(register: Register) -> None:
+    from kdbench.data import register_datasets
+
+    register_datasets(register)
+
+
+@hookimpl
+def kdbench_register_methods(register: Register) -> None:
+    from kdbench.methods import BUILTIN_METHODS
+
+    for method in BUILTIN_METHODS:
+        register(method, name=method.name, description=method.description, url=method.url)
+
 
 @hookimpl
 def kdbench_register_protocols(register: Register) -> None:
-    pass
+    register("kdbench.protocols.distill:Distill", name="distill",
+             description="Task-specific distillation on a downstream task (student top-1).")

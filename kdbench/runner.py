@@ -1,6 +1,7 @@
 """Run protocol x method x seed units and write one record per unit.
 
-Records go to ``<out>/<suite>/<protocol>/<method>-seed<seed>[.smoke].json``; a unit's
+Records go to ``<out>/<suite>/<protocol>/<method>-seed<seed>[.smoke].json``; a failed
+attempt goes beside it as ``...failed.json`` and never replaces a finished record. A unit's
 scratch space (training checkpoints) to ``<out>/.work/...`` and is removed when the unit
 finishes. Resume modes:
 
@@ -27,7 +28,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kdbench.cache import cache_dir
-from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
+from kdbench.protocols.base import (
+    ConfigError,
+    Protocol,
+    UnitContext,
+    UnitResult,
+    load_protocol,
+)
 from kdbench.provenance import environment, kdbench_info
 from kdbench.registry import Component, Registry
 from kdbench.results import (
@@ -101,6 +108,11 @@ class Unit:
         name = f"{self.method.name}-seed{self.seed}{suffix}.json"
         return out / self.suite / self.protocol.name / name
 
+    def failed_path(self, out: Path) -> Path:
+        """Where a failed attempt is recorded: never over a finished record."""
+        path = self.record_path(out)
+        return path.with_name(path.name.removesuffix(".json") + ".failed.json")
+
     def work_dir(self, out: Path) -> Path:
         suffix = "-smoke" if self.smoke else ""
         return out / ".work" / self.suite / self.protocol.name / (
@@ -109,7 +121,7 @@ class Unit:
 
     def matches(self, record: Record) -> bool:
         """Whether ``record`` is a finished run of exactly this unit."""
-        proto: Protocol = self.protocol.load()
+        proto: Protocol = load_protocol(self.protocol)
         return (
             record.status == "ok"
             and record.protocol.version == proto.version
@@ -174,7 +186,7 @@ def plan(
     units: list[Unit] = []
     unsupported: list[tuple[str, str, str]] = []
     for pc in proto_components:
-        proto: Protocol = pc.load()
+        proto: Protocol = load_protocol(pc)
         config = proto.config(suite, smoke, per_protocol[pc.name])
         for mc in method_components:
             reason = proto.supports(mc)
@@ -197,7 +209,7 @@ def _method_ref(method: Component) -> MethodRef:
 
 
 def _base_record(unit: Unit, device: str, started: float) -> dict[str, Any]:
-    proto: Protocol = unit.protocol.load()
+    proto: Protocol = load_protocol(unit.protocol)
     return {
         "run_id": uuid.uuid4().hex,
         "created_at": now_utc(),
@@ -219,7 +231,7 @@ def _base_record(unit: Unit, device: str, started: float) -> dict[str, Any]:
 
 def build_record(unit: Unit, result: UnitResult, device: str, started: float) -> Record:
     """The record of a finished unit: the protocol's result plus provenance."""
-    proto: Protocol = unit.protocol.load()
+    proto: Protocol = load_protocol(unit.protocol)
     declared = {m.name for m in proto.metrics}
     unknown = [m.name for m in result.metrics if m.name not in declared]
     if unknown:
@@ -256,7 +268,7 @@ def run_unit(
 ) -> Record:
     """Run one unit; returns its record (``status='failed'`` if the protocol raised)."""
     started = time.perf_counter()
-    proto: Protocol = unit.protocol.load()
+    proto: Protocol = load_protocol(unit.protocol)
     work = unit.work_dir(out)
     work.mkdir(parents=True, exist_ok=True)
     seed_everything(unit.seed)
@@ -333,9 +345,13 @@ def run_units(
         record = run_unit(
             unit, out=out, registry=registry, device=device, progress=bar_factory, log=log
         )
+        status = "ok" if record.status == "ok" else "failed"
+        if status == "failed":
+            path = unit.failed_path(out)
         if is_main_process():
             write_record(record, path)
-        status = "ok" if record.status == "ok" else "failed"
+            if status == "ok":
+                unit.failed_path(out).unlink(missing_ok=True)
         message = record.error.message if record.error else ""
         report.outcomes.append(Outcome(unit, status, path, record, message))
         if status == "failed" and fail_fast:

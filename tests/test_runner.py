@@ -70,13 +70,25 @@ def test_changed_config_reruns_only_missing_but_not_always(registry, tmp_path):
 def test_failed_unit_is_recorded_and_others_continue(registry, tmp_path):
     report = _run(registry, tmp_path, overrides={"coin.fail_for": "heads"})
     assert [o.unit.label for o in report.failed] == ["coin/heads/seed0", "coin/heads/seed1"]
-    failed = load_record(tmp_path / "embedded/coin/heads-seed0.smoke.json")
+    failed = load_record(tmp_path / "embedded/coin/heads-seed0.smoke.failed.json")
     assert failed.status == "failed" and "NaN" in failed.error.message
+    assert not (tmp_path / "embedded/coin/heads-seed0.smoke.json").exists()
     assert load_record(tmp_path / "embedded/coin/tails-seed0.smoke.json").status == "ok"
     # a failed unit is not "done": the next only-missing run retries it
     CoinProtocol.calls = []
     _run(registry, tmp_path, overrides={"coin.fail_for": "heads"})
     assert sorted(CoinProtocol.calls) == ["heads/0", "heads/1"]
+
+
+def test_a_failure_never_replaces_a_finished_record(registry, tmp_path):
+    _run(registry, tmp_path)
+    good = tmp_path / "embedded/coin/heads-seed0.smoke.json"
+    before = good.read_bytes()
+    _run(registry, tmp_path, resume="never", overrides={"coin.fail_for": "heads"})
+    assert good.read_bytes() == before
+    assert (tmp_path / "embedded/coin/heads-seed0.smoke.failed.json").exists()
+    _run(registry, tmp_path, resume="never")
+    assert not (tmp_path / "embedded/coin/heads-seed0.smoke.failed.json").exists()
 
 
 def test_corrupt_record_is_rerun(registry, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Metrics every protocol shares. Each is a plain function over tensors or arrays, tested
 against a direct formula."""
 
-from kdbench.metrics.stats import mean_ci95
+from kdbench.metrics.representation import linear_cka
+from kdbench.metrics.stats import mean_ci95, proportion_ci95
 
-__all__ = ["mean_ci95"]
+__all__ = ["linear_cka", "mean_ci95", "proportion_ci95"]

@@ -40,3 +40,11 @@ def mean_ci95(values: Iterable[float]) -> tuple[float, float | None]:
         return mean, None
     half = critical_value(x.size) * float(x.std(ddof=1)) / math.sqrt(x.size)
     return mean, half
+
+
+def proportion_ci95(correct: int, n: int) -> tuple[float, float]:
+    """Accuracy in % and its normal-approximation 95% half-width over ``n`` test examples."""
+    if n <= 0:
+        raise ValueError("proportion_ci95 needs at least one example")
+    p = correct / n
+    return 100 * p, 100 * Z975 * math.sqrt(p * (1 - p) / n)

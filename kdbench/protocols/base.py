@@ -134,6 +134,23 @@ class Protocol(ABC):
         return config
 
 
+_instances: dict[int, Protocol] = {}
+
+
+def load_protocol(component: Component) -> Protocol:
+    """The protocol object of a registered component (classes are instantiated once)."""
+    obj = component.load()
+    if isinstance(obj, type):
+        key = id(obj)
+        if key not in _instances:
+            _instances[key] = obj()
+        obj = _instances[key]
+    if not isinstance(obj, Protocol):
+        raise TypeError(f"protocol {component.name!r} from {component.distribution} is a "
+                        f"{type(obj).__name__}, not a kdbench Protocol")
+    return obj
+
+
 def apply_override(config: dict[str, Any], key: str, value: Any, where: str) -> None:
     """Set ``config[a][b] = value`` for ``key='a.b'``; unknown keys are refused."""
     parts = key.split(".")

@@ -1,0 +1,145 @@
+"""Methods: what a submission is.
+
+A method is either a :class:`Recipe` (data: how the teacher is adapted, which losses train
+the student, with what weights) that every protocol knows how to run, or its own ``fit``
+function that a protocol calls with a context (see the protocol's docs for what ``fit``
+gets and returns). Reference rows (the teacher alone, the student as shipped, the student
+from scratch) are methods with ``reference=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+TEACHER_MODES = ("lp", "ft", "lora")
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One registered loss with its weight and options."""
+
+    loss: str
+    weight: float = 1.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "weight": self.weight, "options": dict(self.options)}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method as data.
+
+    ``teacher_mode`` says how the teacher is adapted to a downstream task before distilling
+    (``lp`` linear probe, ``ft`` fine-tune, ``lora``; ``None``: no teacher is used);
+    ``student_init`` is ``pretrained`` or ``scratch``; ``transfer_set`` lets label-free
+    losses also see the protocol's unlabelled transfer images.
+    """
+
+    losses: tuple[LossTerm, ...]
+    teacher_mode: str | None = "lp"
+    teacher_options: Mapping[str, Any] = field(default_factory=dict)
+    student_init: str = "pretrained"
+    transfer_set: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.losses:
+            raise ValueError("a recipe needs at least one loss")
+        if self.teacher_mode is not None and self.teacher_mode not in TEACHER_MODES:
+            raise ValueError(
+                f"teacher_mode must be one of {', '.join(TEACHER_MODES)} or None, "
+                f"not {self.teacher_mode!r}"
+            )
+        if self.student_init not in ("pretrained", "scratch"):
+            raise ValueError(f"student_init must be 'pretrained' or 'scratch', not "
+                             f"{self.student_init!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "losses": [t.as_dict() for t in self.losses],
+            "teacher_mode": self.teacher_mode,
+            "teacher_options": dict(self.teacher_options),
+            "student_init": self.student_init,
+            "transfer_set": self.transfer_set,
+        }
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method. Exactly one of ``recipe`` and ``fit`` (or neither, for the
+    reference rows that protocols treat specially)."""
+
+    name: str
+    description: str = ""
+    recipe: Recipe | None = None
+    fit: Callable[..., Any] | None = None
+    protocols: frozenset[str] | None = None
+    """Protocols the method applies to (None: every protocol that can run it)."""
+    reference: bool = False
+    subject: str = "student"
+    """Which model the protocol scores: 'student', or 'teacher' for the teacher's row."""
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.recipe is not None and self.fit is not None:
+            raise ValueError(f"method {self.name!r}: give a recipe or a fit function, not both")
+        if self.recipe is None and self.fit is None and not self.reference:
+            raise ValueError(f"method {self.name!r} needs a recipe or a fit function")
+        if self.subject not in ("student", "teacher"):
+            raise ValueError(f"method {self.name!r}: subject is 'student' or 'teacher'")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.as_dict() if self.recipe else None,
+            "custom_fit": self.fit is not None,
+            "reference": self.reference,
+            "subject": self.subject,
+        }
+
+
+CE = LossTerm("ce")
+BASE_PROTOCOLS = frozenset({"distill", "fewshot", "oneclass", "segmentation"})
+
+SUPERVISED = Method(
+    "supervised",
+    "Baseline: the student trained on labels alone, no teacher.",
+    recipe=Recipe(losses=(CE,), teacher_mode=None, transfer_set=False),
+    protocols=BASE_PROTOCOLS,
+)
+KD = Method(
+    "kd",
+    "Hinton KD: cross-entropy plus T²·KL to the teacher's softened predictions (T=4).",
+    recipe=Recipe(losses=(CE, LossTerm("kd", 1.0, {"temperature": 4.0})), teacher_mode="lp"),
+    protocols=BASE_PROTOCOLS,
+    url="https://arxiv.org/abs/1503.02531",
+)
+FITNETS = Method(
+    "fitnets",
+    "FitNets: cross-entropy plus regression of the teacher's embedding through a projector.",
+    recipe=Recipe(losses=(CE, LossTerm("fitnets", 1.0, {"on": "pooled"})), teacher_mode="lp"),
+    protocols=BASE_PROTOCOLS,
+    url="https://arxiv.org/abs/1412.6550",
+)
+TEACHER = Method(
+    "teacher",
+    "Reference: the teacher itself, scored where the student would be.",
+    reference=True,
+    subject="teacher",
+    protocols=frozenset({"fewshot", "oneclass", "segmentation", "device"}),
+)
+STUDENT = Method(
+    "student",
+    "Reference: the pretrained student as shipped, without distillation.",
+    reference=True,
+    protocols=frozenset({"fewshot", "oneclass", "segmentation", "device"}),
+)
+SCRATCH = Method(
+    "scratch",
+    "Reference: the student architecture trained from random weights on labels alone.",
+    recipe=Recipe(losses=(CE,), teacher_mode=None, student_init="scratch", transfer_set=False),
+    reference=True,
+    protocols=frozenset({"distill"}),
+)
+BUILTIN_METHODS = (SUPERVISED, KD, FITNETS, TEACHER, STUDENT, SCRATCH)

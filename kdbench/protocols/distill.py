@@ -1,0 +1,394 @@
+"""``distill`` (version 1): task-specific distillation.
+
+A larger and a smaller foundation model of one family are both adapted to the same
+downstream task; knowledge goes from the adapted teacher to the student. For a recipe
+method the protocol (1) adapts the teacher with the recipe's ``teacher_mode`` (``lp``, ``ft``
+or ``lora``) on the labelled training set, (2) trains the student with the recipe's losses
+for a fixed number of steps, the same for every method, on the labelled set plus, for
+label-free losses, an unlabelled transfer set from the task's domain, and (3) scores both.
+A method with its own ``fit`` gets a :class:`DistillContext` and returns a
+:class:`DistillResult` (teacher and student classifiers).
+
+Metrics: student and teacher top-1 on the test split (binomial 95% CI per seed); linear CKA
+between teacher and student embeddings on a fixed test subset, and its relative drop from
+the pretrained pair; wall-clock training seconds (teacher adaptation + student).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdbench.atomic import atomic_save, atomic_write_text
+from kdbench.cache import cache_key, tensor_digest
+from kdbench.distillation import (
+    Classifier,
+    RecipeStep,
+    accuracy_counts,
+    build_losses,
+    init_backbone,
+    needs_of,
+    teacher_tensors,
+)
+from kdbench.losses.base import LossShapes
+from kdbench.methods import Method, Recipe
+from kdbench.metrics import linear_cka, proportion_ci95
+from kdbench.models.adapters import TEACHER_MODES
+from kdbench.models.backbone import Backbone
+from kdbench.protocols.base import MetricSpec, Protocol, UnitContext, UnitResult
+from kdbench.registry import Registry
+from kdbench.results import ComponentRef, DatasetIdentity
+from kdbench.train import TrainConfig, TrainResult, fit, predict
+
+
+@dataclass
+class TaskData:
+    """A downstream task: labelled train and test images, and unlabelled transfer images."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    transfer_images: torch.Tensor
+    class_names: list[str]
+    identity: DatasetIdentity
+    draws: dict[str, str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class DistillContext:
+    """What a method's own ``fit`` gets."""
+
+    teacher: Backbone
+    student: Backbone
+    data: TaskData
+    steps: int
+    batch_size: int
+    config: dict[str, Any]
+    registry: Registry
+    device: str
+    seed: int
+    work_dir: Path
+    progress: Callable[..., Any]
+
+    def train(self, step_module: torch.nn.Module, tensors: tuple[torch.Tensor, ...], lr: float,
+              name: str, steps: int | None = None) -> TrainResult:
+        """Run the shared training loop with a checkpoint in the unit's work folder."""
+        config = TrainConfig(epochs=1, steps=steps or self.steps, batch_size=self.batch_size,
+                             lr=lr, seed=self.seed)
+        return fit(step_module, tensors, config, device=self.device,
+                   checkpoint=self.work_dir / f"{name}.pt", progress=self.progress, desc=name)
+
+
+@dataclass
+class DistillResult:
+    """What a method's own ``fit`` returns."""
+
+    teacher: Classifier
+    student: Classifier
+    notes: list[str] = field(default_factory=list)
+    components: dict[str, ComponentRef] = field(default_factory=dict)
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    return cache_key(*[tensor_digest({"t": t}) for t in tensors])
+
+
+def load_task(config: dict[str, Any], suite: str, seed: int, registry: Registry,
+              progress: Callable[..., Any]) -> TaskData:
+    """The downstream task's data for ``suite``."""
+    data = config["data"]
+    if suite == "embedded":
+        from kdbench.world import ShapesWorld
+
+        world = ShapesWorld()
+        classes = world.classes(data["split"])[: data["classes"]]
+        train = world.images(data["split"], data["train_per_class"], seed, "distill/train",
+                             data["domain"], classes)
+        test = world.images(data["split"], data["test_per_class"], 0, "distill/test",
+                            data["domain"], classes)
+        # unlabelled images of the task's domain, of the same classes, drawn afresh
+        transfer_labels = np.repeat(classes, -(-data["transfer_images"] // len(classes)))
+        transfer_labels = transfer_labels[: data["transfer_images"]]
+        transfer = torch.from_numpy(
+            world.render(transfer_labels, seed, "distill/transfer", data["domain"])
+        )
+        identity = world.identity(train=len(train), test=len(test), transfer=len(transfer))
+        return TaskData(train.images, train.labels, test.images, test.labels, transfer,
+                        train.names, identity,
+                        {"train": _digest(train.images, train.labels),
+                         "transfer": _digest(transfer)})
+    loader = registry.get("datasets", data["dataset"]).load()
+    if not data.get("root"):
+        raise ValueError(f"set the {data['dataset']} folder: --set distill.data.root=PATH")
+    splits = {}
+    for role in ("train", "test"):
+        split = loader(data["root"], data[f"{role}_split"])
+        images, labels = split.load_all(data["image_size"], data["resize"], progress)
+        splits[role] = (split, images, labels)
+    train_split, train_images, train_labels = splits["train"]
+    test_split, test_images, test_labels = splits["test"]
+    transfer = torch.zeros((0, *train_images.shape[1:]), dtype=torch.uint8)
+    if data.get("transfer_root"):
+        unl = registry.get("datasets", "imagefolder").load()(data["transfer_root"], "train")
+        transfer, _ = unl.load_all(data["image_size"], data["resize"], progress)
+    identity = DatasetIdentity(
+        name=data["dataset"],
+        manifest_sha256=cache_key(train_split.manifest_sha256, test_split.manifest_sha256),
+        sizes={"train": len(train_labels), "test": len(test_labels), "transfer": len(transfer)},
+    )
+    return TaskData(train_images, train_labels, test_images, test_labels, transfer,
+                    train_split.classes, identity, {"train": train_split.manifest_sha256})
+
+
+class Distill(Protocol):
+    name = "distill"
+    version = 1
+    description = "Task-specific distillation: adapted teacher -> student on a downstream task."
+    metrics = (
+        MetricSpec("student_top1", True, "%", headline=True,
+                   description="Student top-1 on the test split."),
+        MetricSpec("teacher_top1", True, "%", description="Adapted teacher top-1."),
+        MetricSpec("cka", True, None, description="Linear CKA, adapted teacher vs student."),
+        MetricSpec("cka_drop", False, "%",
+                   description="Relative drop of CKA from the pretrained pair."),
+        MetricSpec("train_seconds", False, "s",
+                   description="Wall-clock training time (teacher adaptation + student)."),
+    )
+
+    def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
+        if suite == "embedded":
+            config: dict[str, Any] = {
+                "teacher": {"name": "shapes-teacher", "options": {}},
+                "student": {"name": "shapes-student", "options": {}},
+                "data": {"split": "downstream", "classes": 30, "domain": "shift",
+                         "train_per_class": 10, "test_per_class": 40, "transfer_images": 6000},
+                "teacher_epochs": 40,
+                "student_epochs": 60,
+                "batch_size": 64,
+                "lr": {"lp": 5e-3, "ft": 3e-4, "lora": 1e-3, "student": 5e-4,
+                       "student_scratch": 1e-3},
+                "lora": {"r": 16, "alpha": 16, "dropout": 0.1, "targets": ["qkv"]},
+                "cka_images": 500,
+            }
+            if smoke:
+                config["data"].update(classes=5, train_per_class=4, test_per_class=4,
+                                      transfer_images=40)
+                config.update(teacher_epochs=2, student_epochs=2, batch_size=16, cka_images=16)
+            return config
+        return {
+            "teacher": {"name": "timm:vit_base_patch14_dinov2.lvd142m",
+                        "options": {"img_size": 224}},
+            "student": {"name": "timm:vit_small_patch14_dinov2.lvd142m",
+                        "options": {"img_size": 224}},
+            "data": {"dataset": "cub", "root": None, "train_split": "train",
+                     "test_split": "test", "image_size": 224, "resize": 256,
+                     "transfer_root": None},
+            "teacher_epochs": 2 if smoke else 30,
+            "student_epochs": 2 if smoke else 30,
+            "batch_size": 32,
+            "lr": {"lp": 1e-3, "ft": 1e-5, "lora": 1e-4, "student": 5e-5,
+                   "student_scratch": 5e-4},
+            "lora": {"r": 16, "alpha": 16, "dropout": 0.1, "targets": ["qkv"]},
+            "cka_images": 16 if smoke else 1000,
+        }
+
+    # -- one unit ------------------------------------------------------------------------
+    def run(self, context: UnitContext) -> UnitResult:
+        config, registry, device = context.config, context.registry, context.device
+        method: Method = context.method.load()
+        data = load_task(config, context.suite, context.seed, registry, context.progress)
+        steps = lambda epochs: epochs * -(-len(data.train_labels) // config["batch_size"])  # noqa: E731
+        notes: list[str] = []
+        components = {
+            "teacher": ComponentRef(**registry.get("teachers", config["teacher"]["name"]).ref(),
+                                    options=config["teacher"]["options"]),
+            "student": ComponentRef(**registry.get("students", config["student"]["name"]).ref(),
+                                    options=config["student"]["options"]),
+        }
+        components["subject"] = components["student"]
+        pre_teacher = init_backbone(registry, "teachers", config["teacher"]).to(device).eval()
+        pre_student = init_backbone(registry, "students", config["student"]).to(device).eval()
+        cka_images = data.test_images[: config["cka_images"]]
+        cka_before = linear_cka(predict(pre_teacher, cka_images, device=device),
+                                predict(pre_student, cka_images, device=device))
+
+        if method.recipe is not None:
+            teacher, student, train_seconds = self._run_recipe(
+                context, method.recipe, data, steps, components, notes)
+        else:
+            if method.fit is None:
+                raise ValueError(f"method {method.name!r} has no recipe or fit for distill")
+            ctx = DistillContext(
+                teacher=init_backbone(registry, "teachers", config["teacher"]),
+                student=init_backbone(registry, "students", config["student"]),
+                data=data, steps=steps(config["student_epochs"]),
+                batch_size=config["batch_size"], config=config, registry=registry,
+                device=device, seed=context.seed, work_dir=context.work_dir,
+                progress=context.progress)
+            started = time.perf_counter()
+            result: DistillResult = method.fit(ctx)
+            train_seconds = time.perf_counter() - started
+            teacher, student = result.teacher, result.student
+            notes += result.notes
+            components.update(result.components)
+
+        eval_started = time.perf_counter()
+        n = data.num_classes
+        student_cm = accuracy_counts(student.to(device).eval(), data.test_images,
+                                     data.test_labels, n, device=device)
+        s_acc, s_ci = proportion_ci95(int(student_cm.trace()), int(student_cm.sum()))
+        statistics: dict[str, Any] = {"student_confusion": student_cm.tolist()}
+        metrics = [self.metric("student_top1")(s_acc, ci95=s_ci, n=int(student_cm.sum()))]
+        if teacher is not None:
+            teacher_cm = accuracy_counts(teacher.to(device).eval(), data.test_images,
+                                         data.test_labels, n, device=device)
+            t_acc, t_ci = proportion_ci95(int(teacher_cm.trace()), int(teacher_cm.sum()))
+            metrics.append(self.metric("teacher_top1")(t_acc, ci95=t_ci, n=int(teacher_cm.sum())))
+            statistics["teacher_confusion"] = teacher_cm.tolist()
+            cka_teacher = teacher.backbone
+        else:
+            metrics.append(self.metric("teacher_top1")(
+                None, reason="this method trains no teacher"))
+            cka_teacher = pre_teacher
+            notes.append("CKA is measured against the pretrained teacher (the method uses none)")
+        cka_after = linear_cka(predict(cka_teacher.eval(), cka_images, device=device),
+                               predict(student.backbone.eval(), cka_images, device=device))
+        metrics += [
+            self.metric("cka")(cka_after, n=len(cka_images)),
+            self.metric("cka_drop")(100 * (cka_before - cka_after) / cka_before,
+                                    n=len(cka_images)),
+            self.metric("train_seconds")(train_seconds),
+        ]
+        statistics["cka_pretrained"] = cka_before
+        return UnitResult(
+            metrics=metrics, dataset=data.identity, components=components, draws=data.draws,
+            statistics=statistics, notes=notes, train_seconds=train_seconds,
+            eval_seconds=time.perf_counter() - eval_started,
+        )
+
+    # -- recipes -------------------------------------------------------------------------
+    def _run_recipe(self, context: UnitContext, recipe: Recipe, data: TaskData,
+                    steps: Callable[[int], int], components: dict[str, ComponentRef],
+                    notes: list[str]) -> tuple[Classifier | None, Classifier, float]:
+        """Adapt the teacher (cached per mode and seed), then train the student. Returns
+        teacher, student and training seconds (teacher adaptation + student training)."""
+        config, registry, device = context.config, context.registry, context.device
+        teacher, seconds = None, 0.0
+        if recipe.teacher_mode is not None:
+            teacher, seconds, cached = self._adapt_teacher(context, recipe, data, steps)
+            adapter = TEACHER_MODES[recipe.teacher_mode]
+            components["teacher_adapter"] = ComponentRef(
+                **registry.get("adapters", adapter).ref(), options=dict(recipe.teacher_options))
+            if cached:
+                notes.append(f"adapted teacher ({recipe.teacher_mode}) reused from the cache; "
+                             "the time its adaptation took when it was made is counted")
+        started = time.perf_counter()
+        scratch = recipe.student_init == "scratch"
+        backbone = init_backbone(registry, "students", config["student"], pretrained=not scratch)
+        student = Classifier(backbone, data.num_classes)
+        shapes = LossShapes(
+            student_dim=backbone.embed_dim,
+            teacher_dim=teacher.backbone.embed_dim if teacher is not None else None,
+            num_classes=data.num_classes,
+            student_layers=backbone.num_layers,
+            teacher_layers=teacher.backbone.num_layers if teacher is not None else 1,
+        )
+        terms = build_losses(registry, recipe, shapes)
+        for term in recipe.losses:
+            components[f"loss:{term.loss}"] = ComponentRef(
+                **registry.get("losses", term.loss).ref(),
+                options={"weight": term.weight, **dict(term.options)})
+        needs = needs_of(terms)
+        if needs.uses_teacher and teacher is None:
+            raise ValueError("the recipe's losses read the teacher but teacher_mode is None")
+        images, labels = data.train_images, data.train_labels
+        if recipe.transfer_set and needs.uses_teacher and len(data.transfer_images):
+            images = torch.cat([images, data.transfer_images])
+            labels = torch.cat([labels, torch.full((len(data.transfer_images),), -1)])
+        tensors = (images, labels)
+        if needs.uses_teacher:
+            tensors += tuple(teacher_tensors(teacher.to(device).eval(), images, needs,
+                                             device=device, progress=context.progress))
+            notes.append("teacher outputs computed once for the whole training set and reused "
+                         "every epoch (frozen teacher, no augmentation)")
+        lr = config["lr"]["student_scratch" if scratch else "student"]
+        step = RecipeStep(student, terms, needs)
+        fit(step, tensors,
+            TrainConfig(epochs=1, steps=steps(config["student_epochs"]),
+                        batch_size=config["batch_size"], lr=lr, seed=context.seed),
+            device=device, checkpoint=context.work_dir / "student.pt",
+            progress=context.progress, desc="student")
+        return teacher, student, seconds + time.perf_counter() - started
+
+    def _adapt_teacher(self, context: UnitContext, recipe: Recipe, data: TaskData,
+                       steps: Callable[[int], int]) -> tuple[Classifier, float, bool]:
+        """The teacher adapted with ``recipe.teacher_mode``: from the cache when the same
+        teacher, mode, options, data and seed were adapted before."""
+        config, registry, device = context.config, context.registry, context.device
+        mode = recipe.teacher_mode
+        options = dict(config["lora"]) if mode == "lora" else {}
+        options.update(recipe.teacher_options)
+        backbone = init_backbone(registry, "teachers", config["teacher"])
+        key = cache_key("distill-teacher", self.version, tensor_digest(backbone), mode, options,
+                        data.draws["train"], context.seed, config["teacher_epochs"],
+                        config["batch_size"], config["lr"][mode])
+        folder = context.cache_dir / "distill-teachers"
+        adapter = registry.get("adapters", TEACHER_MODES[mode]).load()(**options)
+        adapter.apply(backbone)
+        teacher = Classifier(backbone, data.num_classes)
+        weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
+        if weights.exists() and meta.exists():
+            from safetensors.torch import load_file
+
+            teacher.load_state_dict(load_file(str(weights)))
+            return teacher, float(json.loads(meta.read_text())["train_seconds"]), True
+        budget = TrainConfig(epochs=1, steps=steps(config["teacher_epochs"]),
+                             batch_size=config["batch_size"], lr=config["lr"][mode],
+                             seed=context.seed)
+        t0 = time.perf_counter()
+        if adapter.frozen:  # linear probe: the backbone's embeddings never change
+            feats = predict(backbone.to(device).eval(), data.train_images, device=device,
+                            progress=context.progress, desc="teacher features")
+            fit(_HeadStep(teacher.head), (feats, data.train_labels), budget, device=device,
+                desc="teacher head")
+        else:
+            fit(_ClassifierStep(teacher), (data.train_images, data.train_labels), budget,
+                device=device, checkpoint=context.work_dir / "teacher.pt",
+                progress=context.progress, desc=f"teacher {mode}")
+        seconds = time.perf_counter() - t0
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}
+        atomic_save(weights, lambda tmp: save_file(state, tmp))
+        atomic_write_text(meta, json.dumps({"train_seconds": seconds, "mode": mode}))
+        return teacher, seconds, False
+
+
+class _HeadStep(torch.nn.Module):
+    def __init__(self, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(self.head(features), labels)
+
+
+class _ClassifierStep(torch.nn.Module):
+    def __init__(self, model: Classifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(self.model(images), labels)

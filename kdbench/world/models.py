@@ -1,0 +1,188 @@
+"""The Shapes foundation models: a teacher ViT, a smaller student ViT of the same family,
+and the teacher's text tower (image-text space for zero-shot), all trained by
+``kdbench world pretrain`` on the base split.
+
+Weights are looked up in the cache first (``<cache>/world/v<version>/``, where
+``kdbench world pretrain`` writes) and then in the copy shipped with the package.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdbench.cache import cache_dir
+from kdbench.models.backbone import Backbone, Preprocess, WeightsError
+from kdbench.world.taxonomy import COLOURS, PATTERNS, SHAPES
+from kdbench.world.world import WORLD_VERSION
+
+IMAGE_SIZE = 32
+PATCH_SIZE = 4
+ARCHS: dict[str, dict[str, int]] = {
+    "teacher": {"embed_dim": 128, "depth": 6, "num_heads": 4},
+    "student": {"embed_dim": 64, "depth": 4, "num_heads": 2},
+}
+TEXT_DIM = 64
+JOINT_DIM = 64
+PROMPT = "a photo of a {}."
+TEMPLATES = ("a photo of a {}.", "a {}.", "a picture of a {}.", "a drawing of a {}.")
+PACKAGED = Path(__file__).parent / "weights"
+
+
+def weights_dir(version: str = WORLD_VERSION) -> Path:
+    """Where ``kdbench world pretrain`` writes by default."""
+    return cache_dir() / "world" / f"v{version}"
+
+
+def find_weights(name: str) -> Path:
+    """The cached file if one exists, else the packaged one; a clear error if neither."""
+    for folder in (weights_dir(), PACKAGED):
+        path = folder / f"{name}.safetensors"
+        if path.is_file():
+            return path
+    raise WeightsError(
+        f"no Shapes world weights {name!r} for world version {WORLD_VERSION} in "
+        f"{weights_dir()} or {PACKAGED}; make them with `kdbench world pretrain`"
+    )
+
+
+def build_vit(role: str, img_size: int = IMAGE_SIZE) -> Backbone:
+    """A randomly initialised Shapes ViT (``role`` is 'teacher' or 'student')."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    if role not in ARCHS:
+        raise ValueError(f"role must be one of {sorted(ARCHS)}, not {role!r}")
+    model = VisionTransformer(
+        img_size=img_size, patch_size=PATCH_SIZE, num_classes=0, mlp_ratio=4.0,
+        global_pool="token", **ARCHS[role],
+    )
+    preprocess = Preprocess(input_size=(img_size, img_size))
+    return Backbone(model, f"shapes-vit-{role}", preprocess)
+
+
+def _fit_pos_embed(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Resample the position embedding when the model runs at another image size."""
+    from timm.layers import resample_abs_pos_embed
+
+    pos = state.get("pos_embed")
+    if pos is not None and pos.shape != model.pos_embed.shape:
+        grid = model.patch_embed.grid_size
+        state = dict(state)
+        state["pos_embed"] = resample_abs_pos_embed(pos, list(grid), num_prefix_tokens=1)
+    return state
+
+
+def split_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_file(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file as _load
+
+    return _load(str(path))
+
+
+def world_backbone(
+    role: str,
+    weights: str | Path | None = None,
+    pretrained: bool = True,
+    img_size: int = IMAGE_SIZE,
+) -> Backbone:
+    """A Shapes ViT with its pretrained weights (``pretrained=False``: random init)."""
+    backbone = build_vit(role, img_size)
+    if not pretrained and weights is None:
+        return backbone
+    path = Path(weights) if weights is not None else find_weights(role)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    state = split_state(load_file(path), "backbone.")
+    if not state:
+        raise WeightsError(f"{path} has no 'backbone.*' tensors; is it a Shapes world file?")
+    backbone.model.load_state_dict(_fit_pos_embed(state, backbone.model))
+    return backbone
+
+
+def shapes_teacher(**options: Any) -> Backbone:
+    """The Shapes teacher: ViT, 6 blocks of width 128, patch 4, 32 px."""
+    return world_backbone("teacher", **options)
+
+
+def shapes_student(**options: Any) -> Backbone:
+    """The Shapes student: ViT, 4 blocks of width 64, patch 4, 32 px."""
+    return world_backbone("student", **options)
+
+
+# -- the text tower -----------------------------------------------------------------------
+
+VOCAB = ("<pad>", "<unk>", "a", "photo", "picture", "drawing", "of", ".",
+         *COLOURS, *SHAPES, *PATTERNS)  # fmt: skip
+
+
+def tokenize(texts: list[str], length: int = 8) -> torch.Tensor:
+    """Word ids, padded with 0; unknown words map to ``<unk>``."""
+    index = {w: i for i, w in enumerate(VOCAB)}
+    out = torch.zeros(len(texts), length, dtype=torch.long)
+    for row, text in enumerate(texts):
+        words = re.findall(r"[a-z]+|\.", text.lower())[:length]
+        out[row, : len(words)] = torch.tensor([index.get(w, 1) for w in words] or [1])[:length]
+    return out
+
+
+class TextTower(nn.Module):
+    """A two-layer transformer over words, mean-pooled and projected to the joint space."""
+
+    def __init__(self, dim: int = TEXT_DIM, out_dim: int = JOINT_DIM, length: int = 8) -> None:
+        super().__init__()
+        self.length = length
+        self.embed = nn.Embedding(len(VOCAB), dim)
+        self.pos = nn.Parameter(torch.zeros(1, length, dim))
+        layer = nn.TransformerEncoderLayer(dim, nhead=4, dim_feedforward=2 * dim,
+                                           dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+        self.proj = nn.Linear(dim, out_dim)
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        pad = tokens == 0
+        x = self.encoder(self.embed(tokens) + self.pos[:, : tokens.shape[1]],
+                         src_key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).float()
+        pooled = (x * keep).sum(1) / keep.sum(1).clamp_min(1)
+        return F.normalize(self.proj(pooled), dim=-1)
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        device = self.pos.device
+        return self(tokenize(texts, self.length).to(device))
+
+
+class ImageTextHead(nn.Module):
+    """The teacher's image projection into the joint space, the text tower, and the
+    learned temperature: what turns the Shapes teacher into an image-text model."""
+
+    def __init__(self, image_dim: int = ARCHS["teacher"]["embed_dim"]) -> None:
+        super().__init__()
+        self.image_proj = nn.Linear(image_dim, JOINT_DIM)
+        self.text = TextTower()
+        self.logit_scale = nn.Parameter(torch.tensor(2.6593))  # log(1/0.07), as CLIP starts
+
+    def encode_image(self, pooled: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_proj(pooled), dim=-1)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        return self.text.encode(texts)
+
+
+def shapes_text_head(weights: str | Path | None = None) -> ImageTextHead:
+    """The pretrained image-text head of the Shapes teacher."""
+    path = Path(weights) if weights is not None else find_weights("text")
+    head = ImageTextHead()
+    state = split_state(load_file(path), "text_head.")
+    if not state:
+        raise WeightsError(f"{path} has no 'text_head.*' tensors")
+    head.load_state_dict(state)
+    return head.eval()
