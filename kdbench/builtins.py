@@ -13,15 +13,21 @@ TIMM_HELP = "Any timm model by name, e.g. timm:vit_small_patch14_dinov2.lvd142m.
 
 @hookimpl
 def kdbench_register_teachers(register: Register) -> None:
-    register("kdbench.world.models:shapes_teacher", name="shapes-teacher",
-             description="Shapes world teacher: ViT, 6 blocks x 128, patch 4, 32 px.")
+    register(
+        "kdbench.world.models:shapes_teacher",
+        name="shapes-teacher",
+        description="Shapes world teacher: ViT, 6 blocks x 128, patch 4, 32 px.",
+    )
     register("kdbench.models.backbone:timm_backbone", name="timm:*", description=TIMM_HELP)
 
 
 @hookimpl
 def kdbench_register_students(register: Register) -> None:
-    register("kdbench.world.models:shapes_student", name="shapes-student",
-             description="Shapes world student: ViT, 4 blocks x 64, patch 4, 32 px.")
+    register(
+        "kdbench.world.models:shapes_student",
+        name="shapes-student",
+        description="Shapes world student: ViT, 4 blocks x 64, patch 4, 32 px.",
+    )
     register("kdbench.models.backbone:timm_backbone", name="timm:*", description=TIMM_HELP)
 
 
@@ -34,21 +40,35 @@ def kdbench_register_adapters(register: Register) -> None:
         ("LoRA", "Low-rank updates on the attention qkv projections (r=16, alpha=16)."),
         ("SVF", "Only the singular values of the block's linear layers train."),
     ):
-        name = {"LinearProbe": "linear", "MultiLayer": "multilayer", "FineTune": "finetune",
-                "LoRA": "lora", "SVF": "svf"}[cls]
+        name = {
+            "LinearProbe": "linear",
+            "MultiLayer": "multilayer",
+            "FineTune": "finetune",
+            "LoRA": "lora",
+            "SVF": "svf",
+        }[cls]
         register(f"kdbench.models.adapters:{cls}", name=name, description=text)
 
 
 @hookimpl
 def kdbench_register_losses(register: Register) -> None:
-    register("kdbench.losses.classic:CrossEntropy", name="ce",
-             description="Cross-entropy of the student's logits against the labels.")
-    register("kdbench.losses.classic:HintonKD", name="kd",
-             description="Hinton KD: T²·KL between softened teacher and student predictions.",
-             url="https://arxiv.org/abs/1503.02531")
-    register("kdbench.losses.classic:FitNets", name="fitnets",
-             description="FitNets: MSE to the teacher's features through a learned projector.",
-             url="https://arxiv.org/abs/1412.6550")
+    register(
+        "kdbench.losses.classic:CrossEntropy",
+        name="ce",
+        description="Cross-entropy of the student's logits against the labels.",
+    )
+    register(
+        "kdbench.losses.classic:HintonKD",
+        name="kd",
+        description="Hinton KD: T²·KL between softened teacher and student predictions.",
+        url="https://arxiv.org/abs/1503.02531",
+    )
+    register(
+        "kdbench.losses.classic:FitNets",
+        name="fitnets",
+        description="FitNets: MSE to the teacher's features through a learned projector.",
+        url="https://arxiv.org/abs/1412.6550",
+    )
 
 
 @hookimpl
@@ -68,5 +88,8 @@ def kdbench_register_methods(register: Register) -> None:
 
 @hookimpl
 def kdbench_register_protocols(register: Register) -> None:
-    register("kdbench.protocols.distill:Distill", name="distill",
-             description="Task-specific distillation on a downstream task (student top-1).")
+    register(
+        "kdbench.protocols.distill:Distill",
+        name="distill",
+        description="Task-specific distillation on a downstream task (student top-1).",
+    )

@@ -100,8 +100,9 @@ def plugins_command(
 @user_errors
 def ls_command(
     kind: str | None = typer.Argument(
-        None, help="One kind: teachers, students, adapters, losses, methods, datasets, "
-        "confusers, sensors, protocols."
+        None,
+        help="One kind: teachers, students, adapters, losses, methods, datasets, "
+        "confusers, sensors, protocols.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:

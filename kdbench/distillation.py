@@ -73,8 +73,9 @@ def build_losses(
         try:
             loss = cls(shapes, **dict(term.options))
         except TypeError as error:
-            raise ValueError(f"loss {term.loss!r} does not accept options "
-                             f"{dict(term.options)}: {error}") from None
+            raise ValueError(
+                f"loss {term.loss!r} does not accept options {dict(term.options)}: {error}"
+            ) from None
         terms.append((loss, float(term.weight)))
     return terms
 
@@ -88,10 +89,12 @@ def needs_of(terms: Sequence[tuple[DistillationLoss, float]]) -> Needs:
                 continue
             who, what = item.split(".")
             (needs.student if who == "student" else needs.teacher).add(what)
-        needs.student_layers += [i for i in loss.student_layer_indices()
-                                 if i not in needs.student_layers]
-        needs.teacher_layers += [i for i in loss.teacher_layer_indices()
-                                 if i not in needs.teacher_layers]
+        needs.student_layers += [
+            i for i in loss.student_layer_indices() if i not in needs.student_layers
+        ]
+        needs.teacher_layers += [
+            i for i in loss.teacher_layer_indices() if i not in needs.teacher_layers
+        ]
     return needs
 
 
@@ -118,8 +121,14 @@ def teacher_tensors(
         by_key.update({f"layer{i}": t for i, t in zip(layers, f.layers)})
         return tuple(by_key[k] for k in keys)
 
-    result = predict(outputs, images, batch_size=batch_size, device=device, progress=progress,
-                     desc="teacher outputs")
+    result = predict(
+        outputs,
+        images,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        desc="teacher outputs",
+    )
     return list(result)
 
 

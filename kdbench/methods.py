@@ -53,8 +53,9 @@ class Recipe:
                 f"not {self.teacher_mode!r}"
             )
         if self.student_init not in ("pretrained", "scratch"):
-            raise ValueError(f"student_init must be 'pretrained' or 'scratch', not "
-                             f"{self.student_init!r}")
+            raise ValueError(
+                f"student_init must be 'pretrained' or 'scratch', not {self.student_init!r}"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -99,8 +99,7 @@ class PluginHost:
         info.error = f"{type(error).__name__}: {error}"
         if _strict():
             raise PluginLoadError(
-                f"plugin {info.name!r} from {info.distribution} {info.version} failed: "
-                f"{info.error}"
+                f"plugin {info.name!r} from {info.distribution} {info.version} failed: {info.error}"
             ) from error
         _warn(
             f"plugin {info.name!r} from {info.distribution} {info.version} failed to load "
@@ -158,9 +157,7 @@ class PluginHost:
             except Exception as error:
                 self.pm.unregister(name=plugin_name)
                 self.providers.pop(plugin_name)
-                self._fail(
-                    PluginInfo(plugin_name, provider.distribution, provider.version), error
-                )
+                self._fail(PluginInfo(plugin_name, provider.distribution, provider.version), error)
                 continue
             for component in collected:
                 registry.add(component)

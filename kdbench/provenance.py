@@ -75,7 +75,9 @@ def environment() -> dict[str, Any]:
     import torch
 
     cuda = torch.cuda.is_available()
-    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    devices = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    )
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

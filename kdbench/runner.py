@@ -115,8 +115,12 @@ class Unit:
 
     def work_dir(self, out: Path) -> Path:
         suffix = "-smoke" if self.smoke else ""
-        return out / ".work" / self.suite / self.protocol.name / (
-            f"{self.method.name}-seed{self.seed}{suffix}"
+        return (
+            out
+            / ".work"
+            / self.suite
+            / self.protocol.name
+            / (f"{self.method.name}-seed{self.seed}{suffix}")
         )
 
     def matches(self, record: Record) -> bool:
@@ -336,10 +340,10 @@ def run_units(
         bar.set_postfix_str(unit.label)
         path = unit.record_path(out)
         previous = _existing(path, log) if resume != "never" else None
-        if previous is not None and previous.status == "ok":
-            if resume == "always" or unit.matches(previous):
-                report.outcomes.append(Outcome(unit, "skipped", path, previous, "already done"))
-                continue
+        done = previous is not None and previous.status == "ok"
+        if done and (resume == "always" or unit.matches(previous)):
+            report.outcomes.append(Outcome(unit, "skipped", path, previous, "already done"))
+            continue
         if resume == "never":
             shutil.rmtree(unit.work_dir(out), ignore_errors=True)
         record = run_unit(
@@ -372,8 +376,18 @@ def summary_rows(report: RunReport) -> list[dict[str, Any]]:
         failed = sum(1 for o in outcomes if o.status == "failed")
         heads = [m for m in records[0].metrics if m.headline] if records else []
         if not heads:
-            rows.append({"protocol": proto, "method": method, "metric": "-", "value": None,
-                         "ci95": None, "unit": None, "seeds": len(records), "failed": failed})
+            rows.append(
+                {
+                    "protocol": proto,
+                    "method": method,
+                    "metric": "-",
+                    "value": None,
+                    "ci95": None,
+                    "unit": None,
+                    "seeds": len(records),
+                    "failed": failed,
+                }
+            )
         for head in heads:
             values = [r.metric(head.name).value for r in records]
             values = [v for v in values if v is not None]
@@ -383,9 +397,18 @@ def summary_rows(report: RunReport) -> list[dict[str, Any]]:
                 mean, ci = values[0], records[0].metric(head.name).ci95
             else:
                 mean, ci = mean_ci95(values)
-            rows.append({"protocol": proto, "method": method, "metric": head.name,
-                         "value": mean, "ci95": ci, "unit": head.unit,
-                         "seeds": len(values), "failed": failed})
+            rows.append(
+                {
+                    "protocol": proto,
+                    "method": method,
+                    "metric": head.name,
+                    "value": mean,
+                    "ci95": ci,
+                    "unit": head.unit,
+                    "seeds": len(values),
+                    "failed": failed,
+                }
+            )
     return rows
 
 
@@ -402,8 +425,9 @@ def format_summary(report: RunReport, out: Path) -> str:
             unit = f" {r['unit']}" if r["unit"] else ""
             ci = f" ± {r['ci95']:.2f}" if r["ci95"] is not None else ""
             shown = f"{r['value']:.2f}{ci}{unit}"
-        table.append((r["protocol"], r["method"], r["metric"], shown,
-                      str(r["seeds"]), str(r["failed"])))
+        table.append(
+            (r["protocol"], r["method"], r["metric"], shown, str(r["seeds"]), str(r["failed"]))
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for i, row in enumerate(table):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

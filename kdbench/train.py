@@ -150,9 +150,7 @@ def fit(
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
     total_steps = config.steps if config.steps is not None else steps_per_epoch * config.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, config.warmup)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps, config.warmup))
     dtype = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 

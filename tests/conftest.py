@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing downloads in tests
 
 from kdbench import plugins
 
@@ -15,3 +19,19 @@ def _isolated(tmp_path_factory, monkeypatch):
     plugins.reset()
     yield
     plugins.reset()
+
+
+@pytest.fixture(scope="session")
+def _smoke_world_weights(tmp_path_factory):
+    from kdbench.world.pretrain import PretrainConfig, pretrain
+
+    out = tmp_path_factory.mktemp("world-weights")
+    pretrain(out, PretrainConfig.smoke(), log=lambda _: None)
+    return out
+
+
+@pytest.fixture
+def world_weights(_smoke_world_weights, monkeypatch):
+    """Shapes world weights trained for seconds (enough to exercise every code path)."""
+    monkeypatch.setenv("KDBENCH_WORLD_WEIGHTS", str(_smoke_world_weights))
+    return _smoke_world_weights

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class CoinProtocol(Protocol):
         MetricSpec("score", higher_is_better=True, unit="%", headline=True),
         MetricSpec("energy", higher_is_better=False, unit="mJ/image"),
     )
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
 
     def default_config(self, suite, smoke):
         return {"flips": 10 if smoke else 100, "fail_for": ""}

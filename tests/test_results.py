@@ -48,13 +48,19 @@ def test_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("change", "field", "words"),
     [
-        ({"metrics": [{"name": "a", "value": None, "higher_is_better": True}]}, "metrics.0",
-         "needs a `reason`"),
+        (
+            {"metrics": [{"name": "a", "value": None, "higher_is_better": True}]},
+            "metrics.0",
+            "needs a `reason`",
+        ),
         ({"status": "done"}, "status", "'ok' or 'failed'"),
         ({"surprise": 1}, "surprise", "Extra inputs"),
         ({"seed": -1}, "seed", "greater than or equal to 0"),
-        ({"method": {"name": "x", "distribution": "d", "version": "1", "url": "javascript:x"}},
-         "method.url", "http"),
+        (
+            {"method": {"name": "x", "distribution": "d", "version": "1", "url": "javascript:x"}},
+            "method.url",
+            "http",
+        ),
     ],
 )
 def test_validation_errors_name_the_field(tmp_path, change, field, words):
@@ -94,6 +100,7 @@ def test_schema_versions_newer_and_unmigratable_are_refused(tmp_path, monkeypatc
     path.write_text(json.dumps(minimal_record(schema_version=0)))
     with pytest.raises(RecordError, match="no longer supported"):
         load_record(path)
+
     # a migration, when one exists, brings old records forward
     def rename_field(data):
         data = dict(data)

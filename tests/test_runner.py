@@ -18,8 +18,9 @@ def registry():
 
 
 def _run(registry, tmp_path, resume="only-missing", **kwargs):
-    units, _ = runner.plan(registry, protocols=["coin"], methods=["heads", "tails"],
-                           seeds=[0, 1], smoke=True, **kwargs)
+    units, _ = runner.plan(
+        registry, protocols=["coin"], methods=["heads", "tails"], seeds=[0, 1], smoke=True, **kwargs
+    )
     return runner.run_units(units, registry=registry, out=tmp_path, resume=resume, progress=False)
 
 
@@ -62,9 +63,9 @@ def test_changed_config_reruns_only_missing_but_not_always(registry, tmp_path):
     assert CoinProtocol.calls == []
     _run(registry, tmp_path, resume="only-missing", overrides={"coin.flips": 7})
     assert len(CoinProtocol.calls) == 4
-    assert load_record(tmp_path / "embedded/coin/heads-seed0.smoke.json").protocol.config[
-        "flips"
-    ] == 7
+    assert (
+        load_record(tmp_path / "embedded/coin/heads-seed0.smoke.json").protocol.config["flips"] == 7
+    )
 
 
 def test_failed_unit_is_recorded_and_others_continue(registry, tmp_path):
@@ -103,7 +104,11 @@ def test_corrupt_record_is_rerun(registry, tmp_path, capsys):
 
 
 def test_overrides_are_checked():
-    assert parse_overrides(["a.b=3", "name=x", "flag=true"]) == {"a.b": 3, "name": "x", "flag": True}
+    assert parse_overrides(["a.b=3", "name=x", "flag=true"]) == {
+        "a.b": 3,
+        "name": "x",
+        "flag": True,
+    }
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["novalue"])
 

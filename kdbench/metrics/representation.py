@@ -11,8 +11,10 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     column-centred ``Xc`` (n x p) and ``Yc`` (n x q). 1 for identical representations up to
     rotation and isotropic scale; in [0, 1]."""
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"linear_cka needs (n, p) and (n, q) matrices, got {tuple(x.shape)} "
-                         f"and {tuple(y.shape)}")
+        raise ValueError(
+            f"linear_cka needs (n, p) and (n, q) matrices, got {tuple(x.shape)} "
+            f"and {tuple(y.shape)}"
+        )
     if x.shape[0] < 2:
         raise ValueError("linear_cka needs at least two examples")
     x = x.double() - x.double().mean(0, keepdim=True)

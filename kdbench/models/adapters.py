@@ -148,14 +148,21 @@ class LoRA(Adapter):
     name = "lora"
 
     def __init__(
-        self, r: int = 16, alpha: float = 16.0, dropout: float = 0.1,
+        self,
+        r: int = 16,
+        alpha: float = 16.0,
+        dropout: float = 0.1,
         targets: Sequence[str] = ("qkv",),
     ) -> None:
         self.r, self.alpha, self.dropout, self.targets = r, alpha, dropout, tuple(targets)
 
     def options(self) -> dict[str, Any]:
-        return {"r": self.r, "alpha": self.alpha, "dropout": self.dropout,
-                "targets": list(self.targets)}
+        return {
+            "r": self.r,
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "targets": list(self.targets),
+        }
 
     def apply(self, backbone: Backbone) -> Backbone:
         backbone.requires_grad_(False)

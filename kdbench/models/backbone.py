@@ -106,8 +106,9 @@ class Backbone(nn.Module):
         if images.dtype == torch.uint8:
             images = images.float().div_(255)
         if tuple(images.shape[-2:]) != tuple(self.input_size):
-            images = F.interpolate(images, size=self.input_size, mode="bilinear",
-                                   align_corners=False, antialias=True)
+            images = F.interpolate(
+                images, size=self.input_size, mode="bilinear", align_corners=False, antialias=True
+            )
         return (images - self._mean) / self._std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -211,7 +212,9 @@ def timm_backbone(
                 model_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **extra
             )
         except Exception as error:
-            raise WeightsError(f"{path} could not be loaded into timm:{model_name}: {error}") from None
+            raise WeightsError(
+                f"{path} could not be loaded into timm:{model_name}: {error}"
+            ) from None
     elif pretrained:
         try:
             model = _create(model_name, pretrained=True, **extra)
@@ -233,7 +236,6 @@ def timm_backbone(
         std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
     )
     return Backbone(model, f"timm:{model_name}", preprocess)
-
 
 
 def _create(model_name: str, **kwargs: Any) -> nn.Module:

@@ -146,8 +146,10 @@ def load_protocol(component: Component) -> Protocol:
             _instances[key] = obj()
         obj = _instances[key]
     if not isinstance(obj, Protocol):
-        raise TypeError(f"protocol {component.name!r} from {component.distribution} is a "
-                        f"{type(obj).__name__}, not a kdbench Protocol")
+        raise TypeError(
+            f"protocol {component.name!r} from {component.distribution} is a "
+            f"{type(obj).__name__}, not a kdbench Protocol"
+        )
     return obj
 
 

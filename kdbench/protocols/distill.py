@@ -82,13 +82,27 @@ class DistillContext:
     work_dir: Path
     progress: Callable[..., Any]
 
-    def train(self, step_module: torch.nn.Module, tensors: tuple[torch.Tensor, ...], lr: float,
-              name: str, steps: int | None = None) -> TrainResult:
+    def train(
+        self,
+        step_module: torch.nn.Module,
+        tensors: tuple[torch.Tensor, ...],
+        lr: float,
+        name: str,
+        steps: int | None = None,
+    ) -> TrainResult:
         """Run the shared training loop with a checkpoint in the unit's work folder."""
-        config = TrainConfig(epochs=1, steps=steps or self.steps, batch_size=self.batch_size,
-                             lr=lr, seed=self.seed)
-        return fit(step_module, tensors, config, device=self.device,
-                   checkpoint=self.work_dir / f"{name}.pt", progress=self.progress, desc=name)
+        config = TrainConfig(
+            epochs=1, steps=steps or self.steps, batch_size=self.batch_size, lr=lr, seed=self.seed
+        )
+        return fit(
+            step_module,
+            tensors,
+            config,
+            device=self.device,
+            checkpoint=self.work_dir / f"{name}.pt",
+            progress=self.progress,
+            desc=name,
+        )
 
 
 @dataclass
@@ -105,8 +119,9 @@ def _digest(*tensors: torch.Tensor) -> str:
     return cache_key(*[tensor_digest({"t": t}) for t in tensors])
 
 
-def load_task(config: dict[str, Any], suite: str, seed: int, registry: Registry,
-              progress: Callable[..., Any]) -> TaskData:
+def load_task(
+    config: dict[str, Any], suite: str, seed: int, registry: Registry, progress: Callable[..., Any]
+) -> TaskData:
     """The downstream task's data for ``suite``."""
     data = config["data"]
     if suite == "embedded":
@@ -114,10 +129,12 @@ def load_task(config: dict[str, Any], suite: str, seed: int, registry: Registry,
 
         world = ShapesWorld()
         classes = world.classes(data["split"])[: data["classes"]]
-        train = world.images(data["split"], data["train_per_class"], seed, "distill/train",
-                             data["domain"], classes)
-        test = world.images(data["split"], data["test_per_class"], 0, "distill/test",
-                            data["domain"], classes)
+        train = world.images(
+            data["split"], data["train_per_class"], seed, "distill/train", data["domain"], classes
+        )
+        test = world.images(
+            data["split"], data["test_per_class"], 0, "distill/test", data["domain"], classes
+        )
         # unlabelled images of the task's domain, of the same classes, drawn afresh
         transfer_labels = np.repeat(classes, -(-data["transfer_images"] // len(classes)))
         transfer_labels = transfer_labels[: data["transfer_images"]]
@@ -125,10 +142,16 @@ def load_task(config: dict[str, Any], suite: str, seed: int, registry: Registry,
             world.render(transfer_labels, seed, "distill/transfer", data["domain"])
         )
         identity = world.identity(train=len(train), test=len(test), transfer=len(transfer))
-        return TaskData(train.images, train.labels, test.images, test.labels, transfer,
-                        train.names, identity,
-                        {"train": _digest(train.images, train.labels),
-                         "transfer": _digest(transfer)})
+        return TaskData(
+            train.images,
+            train.labels,
+            test.images,
+            test.labels,
+            transfer,
+            train.names,
+            identity,
+            {"train": _digest(train.images, train.labels), "transfer": _digest(transfer)},
+        )
     loader = registry.get("datasets", data["dataset"]).load()
     if not data.get("root"):
         raise ValueError(f"set the {data['dataset']} folder: --set distill.data.root=PATH")
@@ -148,8 +171,16 @@ def load_task(config: dict[str, Any], suite: str, seed: int, registry: Registry,
         manifest_sha256=cache_key(train_split.manifest_sha256, test_split.manifest_sha256),
         sizes={"train": len(train_labels), "test": len(test_labels), "transfer": len(transfer)},
     )
-    return TaskData(train_images, train_labels, test_images, test_labels, transfer,
-                    train_split.classes, identity, {"train": train_split.manifest_sha256})
+    return TaskData(
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        transfer,
+        train_split.classes,
+        identity,
+        {"train": train_split.manifest_sha256},
+    )
 
 
 class Distill(Protocol):
@@ -157,14 +188,20 @@ class Distill(Protocol):
     version = 1
     description = "Task-specific distillation: adapted teacher -> student on a downstream task."
     metrics = (
-        MetricSpec("student_top1", True, "%", headline=True,
-                   description="Student top-1 on the test split."),
+        MetricSpec(
+            "student_top1", True, "%", headline=True, description="Student top-1 on the test split."
+        ),
         MetricSpec("teacher_top1", True, "%", description="Adapted teacher top-1."),
         MetricSpec("cka", True, None, description="Linear CKA, adapted teacher vs student."),
-        MetricSpec("cka_drop", False, "%",
-                   description="Relative drop of CKA from the pretrained pair."),
-        MetricSpec("train_seconds", False, "s",
-                   description="Wall-clock training time (teacher adaptation + student)."),
+        MetricSpec(
+            "cka_drop", False, "%", description="Relative drop of CKA from the pretrained pair."
+        ),
+        MetricSpec(
+            "train_seconds",
+            False,
+            "s",
+            description="Wall-clock training time (teacher adaptation + student).",
+        ),
     )
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
@@ -172,34 +209,55 @@ class Distill(Protocol):
             config: dict[str, Any] = {
                 "teacher": {"name": "shapes-teacher", "options": {}},
                 "student": {"name": "shapes-student", "options": {}},
-                "data": {"split": "downstream", "classes": 30, "domain": "shift",
-                         "train_per_class": 10, "test_per_class": 40, "transfer_images": 6000},
+                "data": {
+                    "split": "downstream",
+                    "classes": 30,
+                    "domain": "shift",
+                    "train_per_class": 10,
+                    "test_per_class": 40,
+                    "transfer_images": 6000,
+                },
                 "teacher_epochs": 40,
                 "student_epochs": 60,
                 "batch_size": 64,
-                "lr": {"lp": 5e-3, "ft": 3e-4, "lora": 1e-3, "student": 5e-4,
-                       "student_scratch": 1e-3},
+                "lr": {
+                    "lp": 5e-3,
+                    "ft": 3e-4,
+                    "lora": 1e-3,
+                    "student": 5e-4,
+                    "student_scratch": 1e-3,
+                },
                 "lora": {"r": 16, "alpha": 16, "dropout": 0.1, "targets": ["qkv"]},
                 "cka_images": 500,
             }
             if smoke:
-                config["data"].update(classes=5, train_per_class=4, test_per_class=4,
-                                      transfer_images=40)
+                config["data"].update(
+                    classes=5, train_per_class=4, test_per_class=4, transfer_images=40
+                )
                 config.update(teacher_epochs=2, student_epochs=2, batch_size=16, cka_images=16)
             return config
         return {
-            "teacher": {"name": "timm:vit_base_patch14_dinov2.lvd142m",
-                        "options": {"img_size": 224}},
-            "student": {"name": "timm:vit_small_patch14_dinov2.lvd142m",
-                        "options": {"img_size": 224}},
-            "data": {"dataset": "cub", "root": None, "train_split": "train",
-                     "test_split": "test", "image_size": 224, "resize": 256,
-                     "transfer_root": None},
+            "teacher": {
+                "name": "timm:vit_base_patch14_dinov2.lvd142m",
+                "options": {"img_size": 224},
+            },
+            "student": {
+                "name": "timm:vit_small_patch14_dinov2.lvd142m",
+                "options": {"img_size": 224},
+            },
+            "data": {
+                "dataset": "cub",
+                "root": None,
+                "train_split": "train",
+                "test_split": "test",
+                "image_size": 224,
+                "resize": 256,
+                "transfer_root": None,
+            },
             "teacher_epochs": 2 if smoke else 30,
             "student_epochs": 2 if smoke else 30,
             "batch_size": 32,
-            "lr": {"lp": 1e-3, "ft": 1e-5, "lora": 1e-4, "student": 5e-5,
-                   "student_scratch": 5e-4},
+            "lr": {"lp": 1e-3, "ft": 1e-5, "lora": 1e-4, "student": 5e-5, "student_scratch": 5e-4},
             "lora": {"r": 16, "alpha": 16, "dropout": 0.1, "targets": ["qkv"]},
             "cka_images": 16 if smoke else 1000,
         }
@@ -212,31 +270,44 @@ class Distill(Protocol):
         steps = lambda epochs: epochs * -(-len(data.train_labels) // config["batch_size"])  # noqa: E731
         notes: list[str] = []
         components = {
-            "teacher": ComponentRef(**registry.get("teachers", config["teacher"]["name"]).ref(),
-                                    options=config["teacher"]["options"]),
-            "student": ComponentRef(**registry.get("students", config["student"]["name"]).ref(),
-                                    options=config["student"]["options"]),
+            "teacher": ComponentRef(
+                **registry.get("teachers", config["teacher"]["name"]).ref(),
+                options=config["teacher"]["options"],
+            ),
+            "student": ComponentRef(
+                **registry.get("students", config["student"]["name"]).ref(),
+                options=config["student"]["options"],
+            ),
         }
         components["subject"] = components["student"]
         pre_teacher = init_backbone(registry, "teachers", config["teacher"]).to(device).eval()
         pre_student = init_backbone(registry, "students", config["student"]).to(device).eval()
         cka_images = data.test_images[: config["cka_images"]]
-        cka_before = linear_cka(predict(pre_teacher, cka_images, device=device),
-                                predict(pre_student, cka_images, device=device))
+        cka_before = linear_cka(
+            predict(pre_teacher, cka_images, device=device),
+            predict(pre_student, cka_images, device=device),
+        )
 
         if method.recipe is not None:
             teacher, student, train_seconds = self._run_recipe(
-                context, method.recipe, data, steps, components, notes)
+                context, method.recipe, data, steps, components, notes
+            )
         else:
             if method.fit is None:
                 raise ValueError(f"method {method.name!r} has no recipe or fit for distill")
             ctx = DistillContext(
                 teacher=init_backbone(registry, "teachers", config["teacher"]),
                 student=init_backbone(registry, "students", config["student"]),
-                data=data, steps=steps(config["student_epochs"]),
-                batch_size=config["batch_size"], config=config, registry=registry,
-                device=device, seed=context.seed, work_dir=context.work_dir,
-                progress=context.progress)
+                data=data,
+                steps=steps(config["student_epochs"]),
+                batch_size=config["batch_size"],
+                config=config,
+                registry=registry,
+                device=device,
+                seed=context.seed,
+                work_dir=context.work_dir,
+                progress=context.progress,
+            )
             started = time.perf_counter()
             result: DistillResult = method.fit(ctx)
             train_seconds = time.perf_counter() - started
@@ -246,42 +317,57 @@ class Distill(Protocol):
 
         eval_started = time.perf_counter()
         n = data.num_classes
-        student_cm = accuracy_counts(student.to(device).eval(), data.test_images,
-                                     data.test_labels, n, device=device)
+        student_cm = accuracy_counts(
+            student.to(device).eval(), data.test_images, data.test_labels, n, device=device
+        )
         s_acc, s_ci = proportion_ci95(int(student_cm.trace()), int(student_cm.sum()))
         statistics: dict[str, Any] = {"student_confusion": student_cm.tolist()}
         metrics = [self.metric("student_top1")(s_acc, ci95=s_ci, n=int(student_cm.sum()))]
         if teacher is not None:
-            teacher_cm = accuracy_counts(teacher.to(device).eval(), data.test_images,
-                                         data.test_labels, n, device=device)
+            teacher_cm = accuracy_counts(
+                teacher.to(device).eval(), data.test_images, data.test_labels, n, device=device
+            )
             t_acc, t_ci = proportion_ci95(int(teacher_cm.trace()), int(teacher_cm.sum()))
             metrics.append(self.metric("teacher_top1")(t_acc, ci95=t_ci, n=int(teacher_cm.sum())))
             statistics["teacher_confusion"] = teacher_cm.tolist()
             cka_teacher = teacher.backbone
         else:
-            metrics.append(self.metric("teacher_top1")(
-                None, reason="this method trains no teacher"))
+            metrics.append(
+                self.metric("teacher_top1")(None, reason="this method trains no teacher")
+            )
             cka_teacher = pre_teacher
             notes.append("CKA is measured against the pretrained teacher (the method uses none)")
-        cka_after = linear_cka(predict(cka_teacher.eval(), cka_images, device=device),
-                               predict(student.backbone.eval(), cka_images, device=device))
+        cka_after = linear_cka(
+            predict(cka_teacher.eval(), cka_images, device=device),
+            predict(student.backbone.eval(), cka_images, device=device),
+        )
         metrics += [
             self.metric("cka")(cka_after, n=len(cka_images)),
-            self.metric("cka_drop")(100 * (cka_before - cka_after) / cka_before,
-                                    n=len(cka_images)),
+            self.metric("cka_drop")(100 * (cka_before - cka_after) / cka_before, n=len(cka_images)),
             self.metric("train_seconds")(train_seconds),
         ]
         statistics["cka_pretrained"] = cka_before
         return UnitResult(
-            metrics=metrics, dataset=data.identity, components=components, draws=data.draws,
-            statistics=statistics, notes=notes, train_seconds=train_seconds,
+            metrics=metrics,
+            dataset=data.identity,
+            components=components,
+            draws=data.draws,
+            statistics=statistics,
+            notes=notes,
+            train_seconds=train_seconds,
             eval_seconds=time.perf_counter() - eval_started,
         )
 
     # -- recipes -------------------------------------------------------------------------
-    def _run_recipe(self, context: UnitContext, recipe: Recipe, data: TaskData,
-                    steps: Callable[[int], int], components: dict[str, ComponentRef],
-                    notes: list[str]) -> tuple[Classifier | None, Classifier, float]:
+    def _run_recipe(
+        self,
+        context: UnitContext,
+        recipe: Recipe,
+        data: TaskData,
+        steps: Callable[[int], int],
+        components: dict[str, ComponentRef],
+        notes: list[str],
+    ) -> tuple[Classifier | None, Classifier, float]:
         """Adapt the teacher (cached per mode and seed), then train the student. Returns
         teacher, student and training seconds (teacher adaptation + student training)."""
         config, registry, device = context.config, context.registry, context.device
@@ -290,10 +376,13 @@ class Distill(Protocol):
             teacher, seconds, cached = self._adapt_teacher(context, recipe, data, steps)
             adapter = TEACHER_MODES[recipe.teacher_mode]
             components["teacher_adapter"] = ComponentRef(
-                **registry.get("adapters", adapter).ref(), options=dict(recipe.teacher_options))
+                **registry.get("adapters", adapter).ref(), options=dict(recipe.teacher_options)
+            )
             if cached:
-                notes.append(f"adapted teacher ({recipe.teacher_mode}) reused from the cache; "
-                             "the time its adaptation took when it was made is counted")
+                notes.append(
+                    f"adapted teacher ({recipe.teacher_mode}) reused from the cache; "
+                    "the time its adaptation took when it was made is counted"
+                )
         started = time.perf_counter()
         scratch = recipe.student_init == "scratch"
         backbone = init_backbone(registry, "students", config["student"], pretrained=not scratch)
@@ -309,7 +398,8 @@ class Distill(Protocol):
         for term in recipe.losses:
             components[f"loss:{term.loss}"] = ComponentRef(
                 **registry.get("losses", term.loss).ref(),
-                options={"weight": term.weight, **dict(term.options)})
+                options={"weight": term.weight, **dict(term.options)},
+            )
         needs = needs_of(terms)
         if needs.uses_teacher and teacher is None:
             raise ValueError("the recipe's losses read the teacher but teacher_mode is None")
@@ -319,21 +409,41 @@ class Distill(Protocol):
             labels = torch.cat([labels, torch.full((len(data.transfer_images),), -1)])
         tensors = (images, labels)
         if needs.uses_teacher:
-            tensors += tuple(teacher_tensors(teacher.to(device).eval(), images, needs,
-                                             device=device, progress=context.progress))
-            notes.append("teacher outputs computed once for the whole training set and reused "
-                         "every epoch (frozen teacher, no augmentation)")
+            tensors += tuple(
+                teacher_tensors(
+                    teacher.to(device).eval(),
+                    images,
+                    needs,
+                    device=device,
+                    progress=context.progress,
+                )
+            )
+            notes.append(
+                "teacher outputs computed once for the whole training set and reused "
+                "every epoch (frozen teacher, no augmentation)"
+            )
         lr = config["lr"]["student_scratch" if scratch else "student"]
         step = RecipeStep(student, terms, needs)
-        fit(step, tensors,
-            TrainConfig(epochs=1, steps=steps(config["student_epochs"]),
-                        batch_size=config["batch_size"], lr=lr, seed=context.seed),
-            device=device, checkpoint=context.work_dir / "student.pt",
-            progress=context.progress, desc="student")
+        fit(
+            step,
+            tensors,
+            TrainConfig(
+                epochs=1,
+                steps=steps(config["student_epochs"]),
+                batch_size=config["batch_size"],
+                lr=lr,
+                seed=context.seed,
+            ),
+            device=device,
+            checkpoint=context.work_dir / "student.pt",
+            progress=context.progress,
+            desc="student",
+        )
         return teacher, student, seconds + time.perf_counter() - started
 
-    def _adapt_teacher(self, context: UnitContext, recipe: Recipe, data: TaskData,
-                       steps: Callable[[int], int]) -> tuple[Classifier, float, bool]:
+    def _adapt_teacher(
+        self, context: UnitContext, recipe: Recipe, data: TaskData, steps: Callable[[int], int]
+    ) -> tuple[Classifier, float, bool]:
         """The teacher adapted with ``recipe.teacher_mode``: from the cache when the same
         teacher, mode, options, data and seed were adapted before."""
         config, registry, device = context.config, context.registry, context.device
@@ -341,9 +451,18 @@ class Distill(Protocol):
         options = dict(config["lora"]) if mode == "lora" else {}
         options.update(recipe.teacher_options)
         backbone = init_backbone(registry, "teachers", config["teacher"])
-        key = cache_key("distill-teacher", self.version, tensor_digest(backbone), mode, options,
-                        data.draws["train"], context.seed, config["teacher_epochs"],
-                        config["batch_size"], config["lr"][mode])
+        key = cache_key(
+            "distill-teacher",
+            self.version,
+            tensor_digest(backbone),
+            mode,
+            options,
+            data.draws["train"],
+            context.seed,
+            config["teacher_epochs"],
+            config["batch_size"],
+            config["lr"][mode],
+        )
         folder = context.cache_dir / "distill-teachers"
         adapter = registry.get("adapters", TEACHER_MODES[mode]).load()(**options)
         adapter.apply(backbone)
@@ -354,19 +473,39 @@ class Distill(Protocol):
 
             teacher.load_state_dict(load_file(str(weights)))
             return teacher, float(json.loads(meta.read_text())["train_seconds"]), True
-        budget = TrainConfig(epochs=1, steps=steps(config["teacher_epochs"]),
-                             batch_size=config["batch_size"], lr=config["lr"][mode],
-                             seed=context.seed)
+        budget = TrainConfig(
+            epochs=1,
+            steps=steps(config["teacher_epochs"]),
+            batch_size=config["batch_size"],
+            lr=config["lr"][mode],
+            seed=context.seed,
+        )
         t0 = time.perf_counter()
         if adapter.frozen:  # linear probe: the backbone's embeddings never change
-            feats = predict(backbone.to(device).eval(), data.train_images, device=device,
-                            progress=context.progress, desc="teacher features")
-            fit(_HeadStep(teacher.head), (feats, data.train_labels), budget, device=device,
-                desc="teacher head")
+            feats = predict(
+                backbone.to(device).eval(),
+                data.train_images,
+                device=device,
+                progress=context.progress,
+                desc="teacher features",
+            )
+            fit(
+                _HeadStep(teacher.head),
+                (feats, data.train_labels),
+                budget,
+                device=device,
+                desc="teacher head",
+            )
         else:
-            fit(_ClassifierStep(teacher), (data.train_images, data.train_labels), budget,
-                device=device, checkpoint=context.work_dir / "teacher.pt",
-                progress=context.progress, desc=f"teacher {mode}")
+            fit(
+                _ClassifierStep(teacher),
+                (data.train_images, data.train_labels),
+                budget,
+                device=device,
+                checkpoint=context.work_dir / "teacher.pt",
+                progress=context.progress,
+                desc=f"teacher {mode}",
+            )
         seconds = time.perf_counter() - t0
         from safetensors.torch import save_file
 

@@ -8,6 +8,7 @@ Weights are looked up in the cache first (``<cache>/world/v<version>/``, where
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,17 @@ def weights_dir(version: str = WORLD_VERSION) -> Path:
 
 
 def find_weights(name: str) -> Path:
-    """The cached file if one exists, else the packaged one; a clear error if neither."""
-    for folder in (weights_dir(), PACKAGED):
+    """``$KDBENCH_WORLD_WEIGHTS`` if set, else the cached file if one exists, else the
+    packaged one; a clear error if none has it."""
+    override = os.environ.get("KDBENCH_WORLD_WEIGHTS")
+    folders = [Path(override)] if override else [weights_dir(), PACKAGED]
+    for folder in folders:
         path = folder / f"{name}.safetensors"
         if path.is_file():
             return path
     raise WeightsError(
         f"no Shapes world weights {name!r} for world version {WORLD_VERSION} in "
-        f"{weights_dir()} or {PACKAGED}; make them with `kdbench world pretrain`"
+        f"{' or '.join(str(f) for f in folders)}; make them with `kdbench world pretrain`"
     )
 
 
@@ -58,8 +62,12 @@ def build_vit(role: str, img_size: int = IMAGE_SIZE) -> Backbone:
     if role not in ARCHS:
         raise ValueError(f"role must be one of {sorted(ARCHS)}, not {role!r}")
     model = VisionTransformer(
-        img_size=img_size, patch_size=PATCH_SIZE, num_classes=0, mlp_ratio=4.0,
-        global_pool="token", **ARCHS[role],
+        img_size=img_size,
+        patch_size=PATCH_SIZE,
+        num_classes=0,
+        mlp_ratio=4.0,
+        global_pool="token",
+        **ARCHS[role],
     )
     preprocess = Preprocess(input_size=(img_size, img_size))
     return Backbone(model, f"shapes-vit-{role}", preprocess)
@@ -78,7 +86,7 @@ def _fit_pos_embed(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
 
 
 def split_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v.float() for k, v in state.items() if k.startswith(prefix)}
 
 
 def load_file(path: Path) -> dict[str, torch.Tensor]:
@@ -141,16 +149,18 @@ class TextTower(nn.Module):
         self.length = length
         self.embed = nn.Embedding(len(VOCAB), dim)
         self.pos = nn.Parameter(torch.zeros(1, length, dim))
-        layer = nn.TransformerEncoderLayer(dim, nhead=4, dim_feedforward=2 * dim,
-                                           dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, nhead=4, dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
         self.proj = nn.Linear(dim, out_dim)
         nn.init.normal_(self.pos, std=0.02)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         pad = tokens == 0
-        x = self.encoder(self.embed(tokens) + self.pos[:, : tokens.shape[1]],
-                         src_key_padding_mask=pad)
+        x = self.encoder(
+            self.embed(tokens) + self.pos[:, : tokens.shape[1]], src_key_padding_mask=pad
+        )
         keep = (~pad).unsqueeze(-1).float()
         pooled = (x * keep).sum(1) / keep.sum(1).clamp_min(1)
         return F.normalize(self.proj(pooled), dim=-1)

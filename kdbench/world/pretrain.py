@@ -55,8 +55,14 @@ class PretrainConfig:
 
     @classmethod
     def smoke(cls) -> PretrainConfig:
-        return cls(train_per_class=4, val_per_class=2, teacher_epochs=1, student_epochs=1,
-                   text_epochs=2, batch_size=64)
+        return cls(
+            train_per_class=4,
+            val_per_class=2,
+            teacher_epochs=1,
+            student_epochs=1,
+            text_epochs=2,
+            batch_size=64,
+        )
 
 
 class Classify(nn.Module):
@@ -127,21 +133,31 @@ def pretrain(
     seed_everything(config.seed)
     world = ShapesWorld()
     started = time.perf_counter()
-    log(f"rendering {config.train_per_class} train + {config.val_per_class} val images per "
-        f"base class ({len(world.classes('base'))} classes)")
+    log(
+        f"rendering {config.train_per_class} train + {config.val_per_class} val images per "
+        f"base class ({len(world.classes('base'))} classes)"
+    )
     train = world.images("base", config.train_per_class, config.seed, "pretrain/train")
     val = world.images("base", config.val_per_class, config.seed, "pretrain/val")
     n_classes = train.num_classes
-    manifest: dict[str, Any] = {"world_version": WORLD_VERSION, "config": asdict(config),
-                                "models": {}}
+    manifest: dict[str, Any] = {
+        "world_version": WORLD_VERSION,
+        "config": asdict(config),
+        "models": {},
+    }
 
-    for role, epochs, lr in (("teacher", config.teacher_epochs, config.teacher_lr),
-                             ("student", config.student_epochs, config.student_lr)):
+    for role, epochs, lr in (
+        ("teacher", config.teacher_epochs, config.teacher_lr),
+        ("student", config.student_epochs, config.student_lr),
+    ):
         step = Classify(build_vit(role), n_classes)
         result = fit(
-            step, (train.images, train.labels),
+            step,
+            (train.images, train.labels),
             TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=lr, seed=config.seed),
-            device=device, progress=progress, desc=f"pretrain {role}",
+            device=device,
+            progress=progress,
+            desc=f"pretrain {role}",
         )
         logits = predict(step.logits, val.images, device=device)
         acc = accuracy(logits, val.labels)
@@ -150,21 +166,27 @@ def pretrain(
         state.update({f"base_head.{k}": v for k, v in step.head.state_dict().items()})
         digest = _save(out / f"{role}.safetensors", state)
         manifest["models"][role] = {
-            "base_val_top1": round(acc, 2), "train_seconds": round(result.seconds, 1),
-            "params": sum(p.numel() for p in step.backbone.parameters()), "sha256": digest,
+            "base_val_top1": round(acc, 2),
+            "train_seconds": round(result.seconds, 1),
+            "params": sum(p.numel() for p in step.backbone.parameters()),
+            "sha256": digest,
         }
         if role == "teacher":
             teacher = step.backbone.to(device)
 
     head = ImageTextHead()
-    feats = predict(teacher, train.images, device=device, progress=progress, desc="teacher features")
+    feats = predict(
+        teacher, train.images, device=device, progress=progress, desc="teacher features"
+    )
     val_feats = predict(teacher, val.images, device=device)
     step = LockedImageTextTuning(head, train.names)
     result = fit(
-        step, (feats, train.labels),
-        TrainConfig(epochs=config.text_epochs, batch_size=256, lr=config.text_lr,
-                    seed=config.seed),
-        device=device, progress=progress, desc="pretrain text tower",
+        step,
+        (feats, train.labels),
+        TrainConfig(epochs=config.text_epochs, batch_size=256, lr=config.text_lr, seed=config.seed),
+        device=device,
+        progress=progress,
+        desc="pretrain text tower",
     )
     head = head.cpu().eval()
     scores = {"base_val_top1": zero_shot_accuracy(head, val_feats, val.labels, val.names)}
@@ -174,10 +196,14 @@ def pretrain(
         scores[f"{split}_zero_shot_top1"] = zero_shot_accuracy(head, hf, held.labels, held.names)
         scores[f"{split}_chance"] = 100.0 / held.num_classes
     log("text tower: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
-    digest = _save(out / "text.safetensors",
-                   {f"text_head.{k}": v for k, v in head.state_dict().items()})
-    manifest["models"]["text"] = {**{k: round(v, 2) for k, v in scores.items()},
-                                  "train_seconds": round(result.seconds, 1), "sha256": digest}
+    digest = _save(
+        out / "text.safetensors", {f"text_head.{k}": v for k, v in head.state_dict().items()}
+    )
+    manifest["models"]["text"] = {
+        **{k: round(v, 2) for k, v in scores.items()},
+        "train_seconds": round(result.seconds, 1),
+        "sha256": digest,
+    }
     manifest["seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -11,8 +11,15 @@ from kdbench.world.world import IGNORE, SCENE_CLASSES, ShapesWorld
 
 # One colour per scene class for mask overlays (background dark, ignore white).
 _MASK_COLOURS = np.array(
-    [[30, 30, 30], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
-     [245, 130, 48], [145, 30, 180]],
+    [
+        [30, 30, 30],
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+    ],
     dtype=np.uint8,
 )
 
@@ -38,8 +45,12 @@ def contact_sheet(world: ShapesWorld, seed: int = 0, columns: int = 8) -> object
     for split, domain in (("base", "base"), ("novel", "base"), ("downstream", "shift")):
         ids = world.classes(split)[:: max(1, len(world.classes(split)) // columns)][:columns]
         pixels = world.render(ids, seed, f"preview/{split}", domain)
-        rows.append((f"{split} classes ({domain} domain)",
-                     [(p, n) for p, n in zip(pixels, world.names(ids))]))
+        rows.append(
+            (
+                f"{split} classes ({domain} domain)",
+                [(p, n) for p, n in zip(pixels, world.names(ids))],
+            )
+        )
     images, masks = world.scenes(columns // 2, seed, "preview/scenes")
     scene_cells = []
     for img, mask in zip(images.numpy(), masks.numpy()):

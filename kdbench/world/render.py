@@ -121,8 +121,9 @@ def shape_sdf(shape: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape index {shape}")
 
 
-def pattern_mask(pattern: int, x: np.ndarray, y: np.ndarray, freq: np.ndarray,
-                 phase: np.ndarray) -> np.ndarray:
+def pattern_mask(
+    pattern: int, x: np.ndarray, y: np.ndarray, freq: np.ndarray, phase: np.ndarray
+) -> np.ndarray:
     """1 where the pattern's second colour shows, in object units (turns with the object)."""
     name = PATTERNS[pattern]
     f = freq[:, None, None]
@@ -194,8 +195,9 @@ def background(rng: np.random.Generator, n: int, res: int, domain: str) -> np.nd
             f = (rng.uniform(3, 9, (n, 1, 1, 1)) * np.pi).astype(np.float32)
             ph = rng.uniform(0, 2 * np.pi, (n, 1, 1, 1)).astype(np.float32)
             wave = 0.5 + 0.5 * np.sin(f * (u * np.cos(a) + v * np.sin(a)) + ph)  # (N, R, R, 1)
-            colour = hsv_to_rgb(rng.uniform(0, 360, n), rng.uniform(0.2, 0.5, n),
-                                rng.uniform(0.4, 0.9, n))
+            colour = hsv_to_rgb(
+                rng.uniform(0, 360, n), rng.uniform(0.2, 0.5, n), rng.uniform(0.4, 0.9, n)
+            )
             out += wave * colour[:, None, None] / 3
         return out + 0.15
     raise ValueError(f"unknown domain {domain!r}; domains are {', '.join(DOMAINS)}")

@@ -106,7 +106,9 @@ class Taxonomy:
         """Per class: (colour index, shape index, pattern index)."""
         colours = list(COLOURS)
         return np.array(
-            [(colours.index(c.colour), SHAPES.index(c.shape), PATTERNS.index(c.pattern))
-             for c in self.classes],
+            [
+                (colours.index(c.colour), SHAPES.index(c.shape), PATTERNS.index(c.pattern))
+                for c in self.classes
+            ],
             dtype=np.int64,
         )

@@ -142,8 +142,9 @@ class ShapesWorld:
             mask = np.zeros((m, size, size), dtype=np.uint8)
             for slot in range(max_objects):
                 codes = codes_all[g.integers(0, n_classes, m)]
-                objects = render.draw_objects(g, codes[:, 0], codes[:, 1], codes[:, 2],
-                                              (0.22, 0.4), 0.6)
+                objects = render.draw_objects(
+                    g, codes[:, 0], codes[:, 1], codes[:, 2], (0.22, 0.4), 0.6
+                )
                 objects.present = slot < count
                 cov = render.downsample_coverage(render.paint(canvas, objects))
                 label = (codes[:, 1] + 1).astype(np.uint8)[:, None, None]
