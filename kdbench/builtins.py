@@ -87,9 +87,33 @@ def kdbench_register_methods(register: Register) -> None:
 
 
 @hookimpl
+def kdbench_register_sensors(register: Register) -> None:
+    register(
+        "kdbench.device.sensors.nvml:NvmlSensor",
+        name="nvml",
+        description="NVIDIA GPU board energy: NVML total energy counter (Volta and newer).",
+    )
+    register(
+        "kdbench.device.sensors.rapl:RaplSensor",
+        name="rapl",
+        description="Intel/AMD CPU package energy: powercap RAPL energy_uj counters.",
+    )
+    register(
+        "kdbench.device.sensors.jetson:JetsonSensor",
+        name="jetson",
+        description="Jetson board energy at the supply: INA3221 VDD_IN rail, integrated.",
+    )
+
+
+@hookimpl
 def kdbench_register_protocols(register: Register) -> None:
     register(
         "kdbench.protocols.distill:Distill",
         name="distill",
         description="Task-specific distillation on a downstream task (student top-1).",
+    )
+    register(
+        "kdbench.protocols.device:Device",
+        name="device",
+        description="Latency, throughput, FLOPs, memory and energy of teacher and student.",
     )

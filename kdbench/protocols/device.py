@@ -1,0 +1,170 @@
+"""``device`` (version 1): what the teacher and the student cost on this machine.
+
+Reference rows only: ``teacher`` measures the configured teacher, ``student`` the student.
+A distillation method does not change the architecture, so its cost is the ``student``
+row's; other methods are not run here. Weights do not change the cost of these networks,
+so when the configured weights are not available the backbone is measured with random
+weights and the record says so.
+
+Figures (see :mod:`kdbench.device.figures`): batch-1 latency p50/p90/p99 and IQR/median,
+throughput at batch N, parameters, FLOPs and GMACs, peak tensor memory, energy per image
+(and dynamic energy above idle power) where a hardware counter can be read, for fp32 (TF32
+off; the headline) and bf16/fp16/int8 where the device supports them. Every record carries
+the device fingerprint the figures are tied to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import torch
+
+from kdbench.device.figures import DEVICE_METRICS
+from kdbench.device.measure import MeasureConfig, measure
+from kdbench.device.precision import PRECISIONS, parse_precisions
+from kdbench.device.sensors import select_sensor
+from kdbench.device.subject import image_pool, load_backbone
+from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
+from kdbench.registry import Component
+from kdbench.results import ComponentRef
+
+NOT_A_REFERENCE = (
+    "device measures architectures, not training recipes (a distillation method does not "
+    "change the student's cost); see the `student` row"
+)
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.numpy().tobytes()).hexdigest()
+
+
+class Device(Protocol):
+    name = "device"
+    version = 1
+    description = "Latency, throughput, FLOPs, memory and energy of the teacher and student."
+    metrics = DEVICE_METRICS
+
+    def supports(self, method: Component) -> str | None:
+        obj = method.load()
+        if not getattr(obj, "reference", False):
+            return NOT_A_REFERENCE
+        return super().supports(method)
+
+    def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
+        if suite == "embedded":
+            config: dict[str, Any] = {
+                "teacher": {"name": "shapes-teacher", "options": {}},
+                "student": {"name": "shapes-student", "options": {}},
+                "img_size": 32,
+                "throughput": {
+                    "batch_size": 64,
+                    "warmup": 3,
+                    "min_batches": 10,
+                    "min_seconds": 1.0,
+                },
+            }
+        else:
+            config = {
+                "teacher": {
+                    "name": "timm:vit_base_patch14_dinov2.lvd142m",
+                    "options": {"pretrained": False},
+                },
+                "student": {
+                    "name": "timm:vit_small_patch14_dinov2.lvd142m",
+                    "options": {"pretrained": False},
+                },
+                "img_size": 224,
+                "throughput": {
+                    "batch_size": 64,
+                    "warmup": 3,
+                    "min_batches": 10,
+                    "min_seconds": 10.0,
+                },
+            }
+        config.update(
+            random_if_missing=True,
+            precisions=list(PRECISIONS),
+            threads=None,
+            pool_images=64,
+            latency={"warmup": 10, "min_queries": 1000, "min_seconds": 10.0},
+            sensor="auto",
+            idle_seconds=2.0,
+        )
+        if smoke:
+            config["latency"] = {"warmup": 10, "min_queries": 64, "min_seconds": 0.0}
+            config["throughput"] = {
+                "batch_size": 8,
+                "warmup": 1,
+                "min_batches": 2,
+                "min_seconds": 0.0,
+            }
+            config["idle_seconds"] = 0.2
+        return config
+
+    def _check(self, config: dict[str, Any], smoke: bool) -> None:
+        config["precisions"] = parse_precisions(config["precisions"])
+        if "fp32" not in config["precisions"]:
+            raise ConfigError("device: precisions must include fp32 (the headline figures)")
+        if config["pool_images"] < 64:
+            raise ConfigError("device: pool_images must be at least 64 distinct images")
+        min_queries = config["latency"]["min_queries"]
+        floor = 64 if smoke else 1000
+        if min_queries < floor:
+            raise ConfigError(
+                f"device: latency.min_queries must be at least {floor} "
+                f"({'smoke' if smoke else 'a ranked run'}), not {min_queries}"
+            )
+        if not smoke and config["latency"]["min_seconds"] < 10:
+            raise ConfigError("device: latency.min_seconds must be at least 10 for a ranked run")
+
+    def run(self, context: UnitContext) -> UnitResult:
+        config, registry, device = dict(context.config), context.registry, context.device
+        self._check(config, context.smoke)
+        method = context.method.load()
+        role = "teacher" if getattr(method, "subject", "student") == "teacher" else "student"
+        backbone, options, notes = load_backbone(
+            registry, f"{role}s", config[role], config["img_size"], config["random_if_missing"]
+        )
+        components = {
+            "teacher": ComponentRef(
+                **registry.get("teachers", config["teacher"]["name"]).ref(),
+                options=config["teacher"]["options"],
+            ),
+            "student": ComponentRef(
+                **registry.get("students", config["student"]["name"]).ref(),
+                options=config["student"]["options"],
+            ),
+        }
+        components["subject"] = ComponentRef(
+            **registry.get(f"{role}s", config[role]["name"]).ref(), options=options
+        )
+        choice = select_sensor(registry, config["sensor"], device)
+        if choice.component is not None and choice.sensor is not None:
+            components["sensor"] = ComponentRef(**choice.component.ref())
+        elif choice.reason:
+            notes.append(f"energy: {choice.reason}")
+        pool = image_pool(config["pool_images"], context.seed, backbone.input_size)
+        report = measure(
+            backbone,
+            pool,
+            MeasureConfig.from_config(config),
+            device=device,
+            sensor=choice.sensor,
+            energy_reason=choice.reason,
+            log=lambda msg: None,
+        )
+        from kdbench.world import ShapesWorld
+
+        statistics = report.statistics()
+        statistics["backbone"] = {"name": backbone.name, "input_size": list(backbone.input_size)}
+        return UnitResult(
+            metrics=report.metrics(),
+            dataset=ShapesWorld().identity(pool=len(pool)),
+            components=components,
+            draws={"pool": _digest(pool)},
+            statistics=statistics,
+            notes=notes + report.notes,
+            eval_seconds=report.seconds,
+            device_fingerprint=report.fingerprint,
+        )
