@@ -92,7 +92,10 @@ def test_teacher_and_student_rows_write_valid_records(no_world_weights, tmp_path
         assert m["energy_mj_per_image"].value == pytest.approx(expected, rel=0.05)
         assert m["latency_p50_ms_int8"].value > 0
         assert "not in the configured precisions" in m["latency_p50_ms_bf16"].reason
-        assert len(record.statistics["precisions"]["fp32"]["latency_us"]) == m["latency_p50_ms"].n
+        quantiles = record.statistics["precisions"]["fp32"]["latency_quantiles_ms"]
+        assert len(quantiles) == 1001
+        assert quantiles[500] == pytest.approx(m["latency_p50_ms"].value, abs=1e-6)
+        assert quantiles[900] == pytest.approx(m["latency_p90_ms"].value, abs=1e-6)
         fingerprint = record.device_fingerprint
         assert fingerprint["id"].startswith("cpu-") and fingerprint["identity"]["threads"] == 1
         assert set(fingerprint["state"]) == {"before", "after"}

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -192,7 +193,7 @@ class DeviceReport:
         return out
 
     def statistics(self) -> dict[str, Any]:
-        """Sufficient statistics: raw latencies (µs), window sizes, energy readings."""
+        """Sufficient statistics: latency quantiles, window sizes, energy readings."""
         per_precision: dict[str, Any] = {}
         for precision, result in self.results.items():
             if result.reason is not None or result.latency is None or result.throughput is None:
@@ -201,7 +202,7 @@ class DeviceReport:
             lat, thr = result.latency, result.throughput
             per_precision[precision] = {
                 "latency": latency_stats(lat.samples_ns).as_dict(),
-                "latency_us": [round(ns / 1000) for ns in lat.samples_ns],
+                **latency_summary(lat.samples_ns),
                 "latency_window": {
                     "seconds": lat.seconds,
                     "queries": lat.calls,
@@ -233,6 +234,18 @@ class DeviceReport:
             "energy_reason": self.energy_reason,
             "precisions": per_precision,
         }
+
+
+def latency_summary(samples_ns: list[int]) -> dict[str, Any]:
+    """What rescoring needs without every sample: the 0.1%-step quantiles (linear
+    interpolation, so ``[500]``, ``[900]``, ``[990]`` are p50, p90, p99 exactly) and the median
+    of each tenth of the window in time order (drift, throttling)."""
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    tenths = [float(np.median(part)) for part in np.array_split(ms, 10) if part.size]
+    return {
+        "latency_quantiles_ms": np.percentile(ms, np.linspace(0, 100, 1001)).round(6).tolist(),
+        "latency_p50_by_tenth_ms": [round(v, 6) for v in tenths],
+    }
 
 
 def _bases() -> list[tuple[str, bool, str | None, str]]:
