@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.leaderboard.conftest import PAYLOAD
+
 pytestmark = pytest.mark.browser
 
 LAUNCH_ARGS = [
@@ -109,7 +111,17 @@ def test_sort_and_filter_a_protocol_table_from_disk(browser, built, tmp_path):
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, Path(keep) / shot.name)
 
-    assert errors == []
+    # an HTML/JS payload as a method name is shown as text and never runs
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.locator(f'input.table-filter[data-table="{table}"]').fill("<script>")
+    assert len(_column(page, table, 1)) == 1
+    page.locator(f"#{table} tbody th.method a", has_text="<script>").click()
+    page.wait_for_url("**/methods/*.html")
+    assert page.locator("h1").inner_text().startswith(PAYLOAD)
+    assert page.locator("script:not([src])").count() == 0 and page.locator("img").count() == 0
+
+    assert errors == [] and dialogs == []
     assert requests and all(url.startswith("file://") for url in requests)
     page.close()
 
