@@ -112,7 +112,7 @@ def records_json(intake: Intake) -> bytes:
         rows.append(
             {
                 "path": file.path,
-                "raw": raw_record(file.path),
+                "raw": raw_record(file.path) if file.raw is not None else None,
                 "page": pages.get(file.path),
                 "run_id": record.run_id if record else None,
                 "suite": record.suite if record else None,

@@ -29,10 +29,11 @@ REASONS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class RecordFile:
-    """One file under the records folder; ``record`` is None when it does not validate."""
+    """One file under the records folder; ``record`` is None when it does not validate,
+    ``raw`` is None when it could not be read."""
 
     path: str
-    raw: bytes
+    raw: bytes | None
     record: Record | None
     problem: str | None = None
 
@@ -93,7 +94,11 @@ def read_record_files(folder: Path, skip: Path | None = None) -> list[RecordFile
         if skipped is not None and parts[: len(skipped)] == skipped:
             continue
         relative = "/".join(parts)
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except OSError as error:
+            files.append(RecordFile(relative, None, None, f"(file): cannot be read: {error}"))
+            continue
         try:
             record = parse_record(raw.decode("utf-8"), Path(relative))
         except UnicodeDecodeError as error:

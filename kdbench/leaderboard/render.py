@@ -148,7 +148,8 @@ class SiteRenderer:
             page = self.run_pages.get(file.path)
             if page is not None:
                 yield page, self._run_page(file, page)
-            yield raw_record(file.path), file.raw
+            if file.raw is not None:
+                yield raw_record(file.path), file.raw
         yield CSV_PATH, tables_csv(self.tables)
         yield JSON_PATH, tables_json(self.tables, self.stamp)
         yield RECORDS_PATH, records_json(self.intake)

@@ -124,3 +124,10 @@ def test_device_records_of_two_devices_are_different_units(tmp_path):
     ]
     intake = _screen(tmp_path, records)
     assert sorted(f.record.device_fingerprint["id"] for f in intake.ranked) == ["cpu-a", "cpu-b"]
+
+
+def test_a_file_that_cannot_be_read_is_reported(tmp_path):
+    (tmp_path / "folder.json").mkdir()
+    (item,) = screen(read_record_files(tmp_path), {}).unranked
+    assert item.reason == "invalid" and item.file.raw is None
+    assert item.detail.startswith("(file): cannot be read")
