@@ -9,7 +9,7 @@ from kdbench.leaderboard.intake import (
 )
 from kdbench.plugins import temporary_plugin
 from kdbench.results import Record
-from tests.helpers import TestPlugin
+from tests import helpers
 from tests.leaderboard.records import make_record, write_records
 
 
@@ -86,7 +86,7 @@ def test_the_registered_version_wins_over_the_records(tmp_path):
 
 
 def test_registered_protocol_versions_come_from_the_plugins():
-    with temporary_plugin(TestPlugin()):
+    with temporary_plugin(helpers.TestPlugin()):
         assert registered_protocol_versions()["coin"] == 1
 
 
