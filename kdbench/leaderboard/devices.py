@@ -51,6 +51,9 @@ def short_id(identity: str) -> str:
 
 def fingerprint_summary(fingerprint: Mapping[str, Any]) -> str:
     """A short human line such as ``NVIDIA H100 · driver 550.54``."""
+    own = fingerprint.get("summary")  # the device protocol writes its own
+    if isinstance(own, str) and own.strip():
+        return own if len(own) <= 120 else own[:119] + "…"
     parts: list[str] = []
     for key in _SUMMARY_KEYS:
         value = fingerprint.get(key)

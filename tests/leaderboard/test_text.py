@@ -80,3 +80,6 @@ def test_fingerprints():
     assert len(fingerprint_id(gpu)) == 64 and len(short_id(fingerprint_id(gpu))) == 12
     assert fingerprint_summary(gpu) == "H100 · Xeon · driver 550.54"
     assert fingerprint_summary({"weird": 1}) == "weird=1"
+    assert fingerprint_summary({"id": "cpu-1", "summary": "AMD EPYC, 1 thread(s)"}) == (
+        "AMD EPYC, 1 thread(s)"
+    )
