@@ -25,7 +25,7 @@ class SteadyMeter(EnergySensor):
 
     name = "steady"
     devices = ("cpu",)
-    update_period_s = 0.0002
+    update_period_s = 0.003  # windows of at least 0.3 s
 
     def available(self):
         return None

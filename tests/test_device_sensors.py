@@ -4,6 +4,7 @@ and how the device protocol picks a sensor."""
 from __future__ import annotations
 
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -138,13 +139,14 @@ def test_jetson_samples_in_the_background(ina3221_tree):
     assert sensor.available() is None
     sensor.start()
     start = sensor.read_joules()
-    import time
-
+    first = sensor._last[0]
     time.sleep(0.05)
+    sampled = sensor._last[0]  # moved on without being asked
     sensor.stop()
-    assert sensor._thread is None
-    joules = sensor.read_joules() - start
-    assert 5.0 * 0.04 < joules < 5.0 * 1.0  # about 5 W over the sleep
+    assert sensor._thread is None and sampled > first
+    joules = sensor.read_joules() - start  # 5 W from the first sample to this one
+    assert joules == pytest.approx(5.0 * (sensor._last[0] - first), rel=1e-6)
+    assert joules >= 5.0 * 0.05
 
 
 def test_jetson_names_what_is_missing(ina3221_tree, tmp_path):
@@ -234,8 +236,6 @@ class ConstantPower(EnergySensor):
         return None
 
     def read_joules(self):
-        import time
-
         return 10.0 * time.perf_counter()
 
 
