@@ -217,7 +217,7 @@ class Distill(Protocol):
                     "transfer_images": 6000,
                 },
                 "teacher_epochs": 40,
-                "student_epochs": 60,
+                "student_epochs": 150,
                 "batch_size": 64,
                 "lr": {
                     "lp": 5e-3,
