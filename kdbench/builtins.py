@@ -93,3 +93,8 @@ def kdbench_register_protocols(register: Register) -> None:
         name="distill",
         description="Task-specific distillation on a downstream task (student top-1).",
     )
+    register(
+        "kdbench.protocols.fewshot:FewShot",
+        name="fewshot",
+        description="1-/5-shot NCM on novel classes from a student distilled on base classes.",
+    )

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench.atomic import atomic_save, atomic_write_text
-from kdbench.cache import cache_key, tensor_digest
+from kdbench.cache import cache_key, cached_tensors, tensor_digest
 from kdbench.distillation import (
     Classifier,
     RecipeStep,
@@ -74,6 +74,26 @@ def default_base_config(suite: str, smoke: bool) -> dict[str, Any]:
     }
 
 
+def world_images(
+    split: str, per_class: int, seed: int, stream: str, domain: str = "base"
+) -> tuple[Any, str]:
+    """``ShapesWorld().images(...)``, rendered once and then read from the cache (rendering
+    is the slow part of the embedded suite's data); returns the images and their digest."""
+    from kdbench.world import WORLD_VERSION, LabelledImages, ShapesWorld
+
+    world = ShapesWorld()
+    key = cache_key("world-images", WORLD_VERSION, split, per_class, seed, stream, domain)
+
+    def render() -> dict[str, torch.Tensor]:
+        data = world.images(split, per_class, seed, stream, domain)
+        return {"images": data.images, "labels": data.labels}
+
+    tensors, _ = cached_tensors("world-images", key, render)
+    class_ids = world.classes(split)
+    data = LabelledImages(tensors["images"], tensors["labels"], class_ids, world.names(class_ids))
+    return data, key
+
+
 @dataclass
 class BaseData:
     images: torch.Tensor
@@ -91,8 +111,7 @@ def load_base_data(
         from kdbench.world import ShapesWorld
 
         world = ShapesWorld()
-        data = world.images("base", base["train_per_class"], 0, "base-stage/train")
-        digest = cache_key(tensor_digest({"x": data.images}), tensor_digest({"y": data.labels}))
+        data, digest = world_images("base", base["train_per_class"], 0, "base-stage/train")
         return BaseData(
             data.images, data.labels, data.names, world.identity(base=len(data)), digest
         )
@@ -125,6 +144,32 @@ class _ProbeStep(torch.nn.Module):
         return F.cross_entropy(self.head(features), labels)
 
 
+def base_features(
+    backbone: Backbone,
+    data: BaseData,
+    *,
+    device: str,
+    progress: Callable[..., Any] | None = None,
+) -> torch.Tensor:
+    """Pooled embeddings of the frozen ``backbone`` on the base images, computed once per
+    (weights, preprocessing, data) and cached."""
+    key = cache_key(
+        "base-features", tensor_digest(backbone), backbone.preprocess.as_dict(), data.digest
+    )
+
+    def compute() -> dict[str, torch.Tensor]:
+        feats = predict(
+            backbone.to(device).eval(),
+            data.images,
+            device=device,
+            progress=progress,
+            desc="base features",
+        )
+        return {"features": feats}
+
+    return cached_tensors("base-features", key, compute)[0]["features"]
+
+
 def base_supports(method: Component) -> str | None:
     """Why ``method`` cannot run the base stage, or None."""
     obj: Method = method.load()
@@ -151,7 +196,7 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         kind = "teachers" if role == "teacher" else "students"
         components["subject"] = components[role]
         return BaseStudent(
-            init_backbone(registry, kind, base[role]),
+            init_backbone(registry, kind, base[role]).eval(),
             components,
             [f"reference row: the pretrained {role}, not trained here"],
         )
@@ -183,7 +228,7 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         student.load_state_dict(load_file(str(weights)))
         seconds = float(json.loads(meta.read_text())["train_seconds"])
         return BaseStudent(
-            student,
+            student.eval(),
             components,
             [
                 "base-class student reused from the cache (trained by an earlier "
@@ -209,14 +254,11 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
     tensors: tuple[torch.Tensor, ...] = (data.images, data.labels)
     notes = ["student trained from random weights on the base classes"]
     if needs.uses_teacher:
+        pooled_only = needs.teacher <= {"logits", "pooled"}
+        feats = None
+        if "logits" in needs.teacher or pooled_only:  # frozen teacher embeddings, cached
+            feats = base_features(teacher, data, device=device, progress=context.progress)
         if "logits" in needs.teacher:  # the teacher's base-class head: a linear probe
-            feats = predict(
-                teacher_clf.backbone,
-                data.images,
-                device=device,
-                progress=context.progress,
-                desc="teacher features",
-            )
             fit(
                 _ProbeStep(teacher_clf.head),
                 (feats, data.labels),
@@ -230,11 +272,20 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
                 desc="teacher probe",
             )
             notes.append("teacher logits from a linear probe on its frozen base-class embeddings")
-        tensors += tuple(
-            teacher_tensors(
-                teacher_clf, data.images, needs, device=device, progress=context.progress
+        if pooled_only:  # everything the losses read follows from the embeddings
+            with torch.no_grad():
+                head = teacher_clf.head.cpu().eval()
+                by_key = {
+                    "pooled": feats,
+                    "logits": head(feats) if "logits" in needs.teacher else None,
+                }
+            tensors += tuple(by_key[k] for k in needs.teacher_keys())
+        else:
+            tensors += tuple(
+                teacher_tensors(
+                    teacher_clf, data.images, needs, device=device, progress=context.progress
+                )
             )
-        )
     fit(
         RecipeStep(classifier, terms, needs),
         tensors,
