@@ -13,19 +13,23 @@ pretrained student as shipped.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from kdbench.atomic import atomic_save, atomic_write_text
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.cache import (
+    cache_key,
+    cached_tensors,
+    load_module_state,
+    save_module_state,
+    tensor_digest,
+)
 from kdbench.distillation import (
     Classifier,
+    HeadStep,
     RecipeStep,
     build_losses,
     init_backbone,
@@ -135,15 +139,6 @@ class BaseStudent:
     train_seconds: float | None = None
 
 
-class _ProbeStep(torch.nn.Module):
-    def __init__(self, head: torch.nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.head(features), labels)
-
-
 def base_features(
     backbone: Backbone,
     data: BaseData,
@@ -215,27 +210,22 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         data.digest,
     )
     folder = context.cache_dir / "base-students"
-    weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
     student = init_backbone(registry, "students", base["student"], pretrained=False)
     for term in recipe.losses:
         components[f"loss:{term.loss}"] = ComponentRef(
             **registry.get("losses", term.loss).ref(),
             options={"weight": term.weight, **dict(term.options)},
         )
-    if weights.exists() and meta.exists():
-        from safetensors.torch import load_file
-
-        student.load_state_dict(load_file(str(weights)))
-        seconds = float(json.loads(meta.read_text())["train_seconds"])
+    cached = load_module_state(student, folder, key)
+    if cached is not None:
         return BaseStudent(
             student.eval(),
             components,
             [
-                "base-class student reused from the cache (trained by an earlier "
-                "unit with the same method, seed and base config); its measured "
-                "training time is reported"
+                "base-class student reused from the cache (trained by an earlier unit with "
+                "the same method, seed and base config); its measured training time is reported"
             ],
-            seconds,
+            float(cached["train_seconds"]),
         )
 
     started = time.perf_counter()
@@ -259,17 +249,11 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         if "logits" in needs.teacher or pooled_only:  # frozen teacher embeddings, cached
             feats = base_features(teacher, data, device=device, progress=context.progress)
         if "logits" in needs.teacher:  # the teacher's base-class head: a linear probe
+            probe = TrainConfig(
+                epochs=base["probe_epochs"], batch_size=256, lr=base["probe_lr"], seed=context.seed
+            )
             fit(
-                _ProbeStep(teacher_clf.head),
-                (feats, data.labels),
-                TrainConfig(
-                    epochs=base["probe_epochs"],
-                    batch_size=256,
-                    lr=base["probe_lr"],
-                    seed=context.seed,
-                ),
-                device=device,
-                desc="teacher probe",
+                HeadStep(teacher_clf.head), (feats, data.labels), probe, device=device, desc="probe"
             )
             notes.append("teacher logits from a linear probe on its frozen base-class embeddings")
         if pooled_only:  # everything the losses read follows from the embeddings
@@ -298,9 +282,7 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         desc="base student",
     )
     seconds = time.perf_counter() - started
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-    atomic_save(weights, lambda tmp: save_file(state, tmp))
-    atomic_write_text(meta, json.dumps({"train_seconds": seconds, "method": context.method.name}))
+    save_module_state(
+        student, folder, key, {"train_seconds": seconds, "method": context.method.name}
+    )
     return BaseStudent(student.eval(), components, notes, seconds)
