@@ -276,25 +276,32 @@ def _check_episodes(
 # -- NCM scoring -----------------------------------------------------------------------
 
 
+def _count_correct(score: torch.Tensor, w: int, q: int) -> torch.Tensor:
+    """Correct queries per episode from scores (b, W·Q, W), lower is nearer (ties go to the
+    lower way, as in ``argmin``)."""
+    truth = torch.arange(w).repeat_interleave(q)
+    return (score.argmin(-1) == truth).sum(-1)
+
+
 def _ncm_correct_gram(f: torch.Tensor, episodes: Episodes, chunk_bytes: int) -> np.ndarray:
     n = f.shape[0]
     w, s, q = episodes.ways, episodes.shots, episodes.queries
     flat = (f @ f.T).reshape(-1)  # G = F Fᵀ, once
     per_episode = (w * q * w * s + w * s * s) * 16  # gathered values and their indices
     step = max(1, chunk_bytes // per_episode)
-    truth = torch.arange(w).repeat_interleave(q)
+    index = torch.int32 if n * n < 2**31 else torch.int64  # int32 arithmetic is far faster
     out = np.empty(len(episodes), dtype=np.int64)
     for start in range(0, len(episodes), step):
-        sup = torch.from_numpy(episodes.support[start : start + step])  # (b, W, S)
-        qry = torch.from_numpy(episodes.query[start : start + step])  # (b, W, Q)
+        sup = torch.from_numpy(episodes.support[start : start + step]).to(index)  # (b, W, S)
+        qry = torch.from_numpy(episodes.query[start : start + step]).to(index)  # (b, W, Q)
         b = sup.shape[0]
         pairs = (qry.reshape(b, w * q, 1) * n + sup.reshape(b, 1, w * s)).reshape(-1)
-        dots = flat.index_select(0, pairs).reshape(b, w * q, w, s).sum(-1)  # S · (q · mean)
+        dots = flat.index_select(0, pairs).reshape(b, w * q, w, s).sum(-1)  # S·(q·mean)
         blocks = (sup.reshape(b, w, s, 1) * n + sup.reshape(b, w, 1, s)).reshape(-1)
-        norms = flat.index_select(0, blocks).reshape(b, w, s * s).sum(-1)  # S² · ||mean||²
+        norms = flat.index_select(0, blocks).reshape(b, w, s * s).sum(-1)  # S²·||mean||²
         # ||q − m||² = ||q||² − 2 q·m + ||m||²; ||q||² is the same for every way
-        pred = (norms[:, None, :] / (s * s) - 2 * dots / s).argmin(-1)
-        out[start : start + b] = (pred == truth).sum(-1).numpy()
+        score = norms[:, None, :] / (s * s) - 2 * dots / s
+        out[start : start + b] = _count_correct(score, w, q).numpy()
     return out
 
 
@@ -302,7 +309,6 @@ def _ncm_correct_gather(f: torch.Tensor, episodes: Episodes, chunk_bytes: int) -
     w, s, q = episodes.ways, episodes.shots, episodes.queries
     d = f.shape[1]
     step = max(1, chunk_bytes // (w * (s + q) * d * 8 * 2))
-    truth = torch.arange(w).repeat_interleave(q)
     out = np.empty(len(episodes), dtype=np.int64)
     for start in range(0, len(episodes), step):
         sup = torch.from_numpy(episodes.support[start : start + step])
@@ -311,7 +317,7 @@ def _ncm_correct_gather(f: torch.Tensor, episodes: Episodes, chunk_bytes: int) -
         means = f.index_select(0, sup.reshape(-1)).reshape(b, w, s, d).mean(2)  # (b, W, D)
         fq = f.index_select(0, qry.reshape(-1)).reshape(b, w * q, d)
         score = (means * means).sum(-1)[:, None, :] - 2 * torch.bmm(fq, means.transpose(1, 2))
-        out[start : start + b] = (score.argmin(-1) == truth).sum(-1).numpy()
+        out[start : start + b] = _count_correct(score, w, q).numpy()
     return out
 
 

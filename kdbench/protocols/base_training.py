@@ -53,7 +53,7 @@ def default_base_config(suite: str, smoke: bool) -> dict[str, Any]:
             "teacher": {"name": "shapes-teacher", "options": {}},
             "student": {"name": "shapes-student", "options": {}},
             "train_per_class": 100,
-            "epochs": 15,
+            "epochs": 2,  # ~190 steps: a few minutes per method on a laptop CPU
             "batch_size": 128,
             "lr": 2e-3,
             "probe_epochs": 30,
