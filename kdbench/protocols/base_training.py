@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from kdbench.cache import (
@@ -98,13 +99,31 @@ def world_images(
     return data, key
 
 
-@dataclass
 class BaseData:
-    images: torch.Tensor
-    labels: torch.Tensor
-    class_names: list[str]
-    identity: DatasetIdentity
-    digest: str
+    """The labelled base-class images; ``images`` are decoded on first use only (a cached
+    student or cached features never need them)."""
+
+    def __init__(
+        self,
+        load_images: Callable[[], torch.Tensor],
+        labels: torch.Tensor,
+        class_names: list[str],
+        identity: DatasetIdentity,
+        digest: str,
+    ) -> None:
+        self._load_images = load_images
+        self._images: torch.Tensor | None = None
+        self.labels = labels
+        self.class_names = class_names
+        self.identity = identity
+        self.digest = digest
+        """Identifies the images as decoded (files, labels, size): part of cache keys."""
+
+    @property
+    def images(self) -> torch.Tensor:
+        if self._images is None:
+            self._images = self._load_images()
+        return self._images
 
 
 def load_base_data(
@@ -117,16 +136,22 @@ def load_base_data(
         world = ShapesWorld()
         data, digest = world_images("base", base["train_per_class"], 0, "base-stage/train")
         return BaseData(
-            data.images, data.labels, data.names, world.identity(base=len(data)), digest
+            lambda: data.images, data.labels, data.names, world.identity(base=len(data)), digest
         )
     if not base.get("root"):
         raise ValueError(f"set the {base['dataset']} folder, e.g. --set fewshot.base.root=PATH")
     split = registry.get("datasets", base["dataset"]).load()(base["root"], base["split"])
-    images, labels = split.load_all(base["image_size"], base["resize"], progress)
+    size, resize = base["image_size"], base["resize"]
     identity = DatasetIdentity(
-        name=base["dataset"], manifest_sha256=split.manifest_sha256, sizes={"base": len(labels)}
+        name=base["dataset"], manifest_sha256=split.manifest_sha256, sizes={"base": len(split)}
     )
-    return BaseData(images, labels, split.classes, identity, split.manifest_sha256)
+    return BaseData(
+        lambda: split.load_all(size, resize, progress)[0],
+        torch.from_numpy(np.asarray(split.labels, dtype=np.int64)),
+        split.classes,
+        identity,
+        cache_key(split.manifest_sha256, size, resize),
+    )
 
 
 @dataclass
