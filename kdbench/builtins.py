@@ -117,3 +117,8 @@ def kdbench_register_protocols(register: Register) -> None:
         name="device",
         description="Latency, throughput, FLOPs, memory and energy of teacher and student.",
     )
+    register(
+        "kdbench.protocols.fewshot:FewShot",
+        name="fewshot",
+        description="1-/5-shot NCM on novel classes from a student distilled on base classes.",
+    )

@@ -18,14 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
-from kdbench.cache import cache_key, load_module_state, save_module_state, tensor_digest
+from kdbench.cache import (
+    cache_key,
+    cached_tensors,
+    load_module_state,
+    save_module_state,
+    tensor_digest,
+)
 from kdbench.distillation import (
     Classifier,
+    HeadStep,
     RecipeStep,
     build_losses,
-    fit_linear_probe,
     init_backbone,
     needs_of,
     teacher_tensors,
@@ -36,7 +43,7 @@ from kdbench.models.backbone import Backbone
 from kdbench.protocols.base import UnitContext
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
-from kdbench.train import TrainConfig, fit
+from kdbench.train import TrainConfig, fit, predict
 
 
 def default_base_config(suite: str, smoke: bool) -> dict[str, Any]:
@@ -47,7 +54,7 @@ def default_base_config(suite: str, smoke: bool) -> dict[str, Any]:
             "teacher": {"name": "shapes-teacher", "options": {}},
             "student": {"name": "shapes-student", "options": {}},
             "train_per_class": 100,
-            "epochs": 15,
+            "epochs": 2,  # ~190 steps: a few minutes per method on a laptop CPU
             "batch_size": 128,
             "lr": 2e-3,
             "probe_epochs": 30,
@@ -72,13 +79,51 @@ def default_base_config(suite: str, smoke: bool) -> dict[str, Any]:
     }
 
 
-@dataclass
+def world_images(
+    split: str, per_class: int, seed: int, stream: str, domain: str = "base"
+) -> tuple[Any, str]:
+    """``ShapesWorld().images(...)``, rendered once and then read from the cache (rendering
+    is the slow part of the embedded suite's data); returns the images and their digest."""
+    from kdbench.world import WORLD_VERSION, LabelledImages, ShapesWorld
+
+    world = ShapesWorld()
+    key = cache_key("world-images", WORLD_VERSION, split, per_class, seed, stream, domain)
+
+    def render() -> dict[str, torch.Tensor]:
+        data = world.images(split, per_class, seed, stream, domain)
+        return {"images": data.images, "labels": data.labels}
+
+    tensors, _ = cached_tensors("world-images", key, render)
+    class_ids = world.classes(split)
+    data = LabelledImages(tensors["images"], tensors["labels"], class_ids, world.names(class_ids))
+    return data, key
+
+
 class BaseData:
-    images: torch.Tensor
-    labels: torch.Tensor
-    class_names: list[str]
-    identity: DatasetIdentity
-    digest: str
+    """The labelled base-class images; ``images`` are decoded on first use only (a cached
+    student or cached features never need them)."""
+
+    def __init__(
+        self,
+        load_images: Callable[[], torch.Tensor],
+        labels: torch.Tensor,
+        class_names: list[str],
+        identity: DatasetIdentity,
+        digest: str,
+    ) -> None:
+        self._load_images = load_images
+        self._images: torch.Tensor | None = None
+        self.labels = labels
+        self.class_names = class_names
+        self.identity = identity
+        self.digest = digest
+        """Identifies the images as decoded (files, labels, size): part of cache keys."""
+
+    @property
+    def images(self) -> torch.Tensor:
+        if self._images is None:
+            self._images = self._load_images()
+        return self._images
 
 
 def load_base_data(
@@ -89,19 +134,24 @@ def load_base_data(
         from kdbench.world import ShapesWorld
 
         world = ShapesWorld()
-        data = world.images("base", base["train_per_class"], 0, "base-stage/train")
-        digest = cache_key(tensor_digest({"x": data.images}), tensor_digest({"y": data.labels}))
+        data, digest = world_images("base", base["train_per_class"], 0, "base-stage/train")
         return BaseData(
-            data.images, data.labels, data.names, world.identity(base=len(data)), digest
+            lambda: data.images, data.labels, data.names, world.identity(base=len(data)), digest
         )
     if not base.get("root"):
         raise ValueError(f"set the {base['dataset']} folder, e.g. --set fewshot.base.root=PATH")
     split = registry.get("datasets", base["dataset"]).load()(base["root"], base["split"])
-    images, labels = split.load_all(base["image_size"], base["resize"], progress)
+    size, resize = base["image_size"], base["resize"]
     identity = DatasetIdentity(
-        name=base["dataset"], manifest_sha256=split.manifest_sha256, sizes={"base": len(labels)}
+        name=base["dataset"], manifest_sha256=split.manifest_sha256, sizes={"base": len(split)}
     )
-    return BaseData(images, labels, split.classes, identity, split.manifest_sha256)
+    return BaseData(
+        lambda: split.load_all(size, resize, progress)[0],
+        torch.from_numpy(np.asarray(split.labels, dtype=np.int64)),
+        split.classes,
+        identity,
+        cache_key(split.manifest_sha256, size, resize),
+    )
 
 
 @dataclass
@@ -112,6 +162,32 @@ class BaseStudent:
     components: dict[str, ComponentRef]
     notes: list[str] = field(default_factory=list)
     train_seconds: float | None = None
+
+
+def base_features(
+    backbone: Backbone,
+    data: BaseData,
+    *,
+    device: str,
+    progress: Callable[..., Any] | None = None,
+) -> torch.Tensor:
+    """Pooled embeddings of the frozen ``backbone`` on the base images, computed once per
+    (weights, preprocessing, data) and cached."""
+    key = cache_key(
+        "base-features", tensor_digest(backbone), backbone.preprocess.as_dict(), data.digest
+    )
+
+    def compute() -> dict[str, torch.Tensor]:
+        feats = predict(
+            backbone.to(device).eval(),
+            data.images,
+            device=device,
+            progress=progress,
+            desc="base features",
+        )
+        return {"features": feats}
+
+    return cached_tensors("base-features", key, compute)[0]["features"]
 
 
 def base_supports(method: Component) -> str | None:
@@ -140,7 +216,7 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         kind = "teachers" if role == "teacher" else "students"
         components["subject"] = components[role]
         return BaseStudent(
-            init_backbone(registry, kind, base[role]),
+            init_backbone(registry, kind, base[role]).eval(),
             components,
             [f"reference row: the pretrained {role}, not trained here"],
         )
@@ -193,24 +269,32 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
     tensors: tuple[torch.Tensor, ...] = (data.images, data.labels)
     notes = ["student trained from random weights on the base classes"]
     if needs.uses_teacher:
+        pooled_only = needs.teacher <= {"logits", "pooled"}
+        feats = None
+        if "logits" in needs.teacher or pooled_only:  # frozen teacher embeddings, cached
+            feats = base_features(teacher, data, device=device, progress=context.progress)
         if "logits" in needs.teacher:  # the teacher's base-class head: a linear probe
             probe = TrainConfig(
                 epochs=base["probe_epochs"], batch_size=256, lr=base["probe_lr"], seed=context.seed
             )
-            fit_linear_probe(
-                teacher_clf,
-                data.images,
-                data.labels,
-                probe,
-                device=device,
-                progress=context.progress,
+            fit(
+                HeadStep(teacher_clf.head), (feats, data.labels), probe, device=device, desc="probe"
             )
             notes.append("teacher logits from a linear probe on its frozen base-class embeddings")
-        tensors += tuple(
-            teacher_tensors(
-                teacher_clf, data.images, needs, device=device, progress=context.progress
+        if pooled_only:  # everything the losses read follows from the embeddings
+            with torch.no_grad():
+                head = teacher_clf.head.cpu().eval()
+                by_key = {
+                    "pooled": feats,
+                    "logits": head(feats) if "logits" in needs.teacher else None,
+                }
+            tensors += tuple(by_key[k] for k in needs.teacher_keys())
+        else:
+            tensors += tuple(
+                teacher_tensors(
+                    teacher_clf, data.images, needs, device=device, progress=context.progress
+                )
             )
-        )
     fit(
         RecipeStep(classifier, terms, needs),
         tensors,

@@ -1,0 +1,294 @@
+"""``fewshot`` (version 1): 1-shot and 5-shot classification from a distilled student.
+
+A method distils a student backbone from the teacher on the *base* classes (the shared
+base stage, :mod:`kdbench.protocols.base_training`; the MobileViT few-shot work pre-trains
+its student this way). The protocol then freezes the backbone and scores nearest class
+mean (NCM) on episodes of *novel* classes: 5-way, 1 and 5 shots, 15 queries per class,
+10,000 episodes per shot setting, on features centred on the base-class mean of the same
+backbone and L2-normalised. Episodes come from the unit's seed, so every method with the
+same seed is scored on identical episodes (their sha256 is in the record's ``draws``).
+
+Reference rows: ``teacher`` (the teacher backbone), ``student`` (the pretrained student as
+shipped) and ``supervised`` (the student from random weights trained on base-class labels
+alone: the from-scratch reference every distillation method is compared with).
+
+Metrics per shot setting: mean accuracy over episodes with its 95% CI, and the accuracy
+predicted from the support sets alone by a Gaussian model of the features
+(:func:`kdbench.fewshot.estimate_accuracy`). The per-episode counts of correct queries are
+stored, so a record can be rescored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.fewshot import (
+    estimate_accuracy,
+    ncm_accuracy,
+    sample_episodes,
+    summarize,
+    within_class_statistics,
+)
+from kdbench.models.backbone import Backbone
+from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
+from kdbench.protocols.base_training import (
+    base_features,
+    base_student,
+    base_supports,
+    default_base_config,
+    load_base_data,
+    world_images,
+)
+from kdbench.registry import Component, Registry
+from kdbench.results import DatasetIdentity
+from kdbench.train import predict
+
+SHOTS = (1, 5)
+
+
+@dataclass
+class NovelData:
+    """The novel-class images episodes are drawn from, loaded only when features are not
+    already cached."""
+
+    load: Callable[[], tuple[torch.Tensor, torch.Tensor]]
+    labels: np.ndarray
+    class_names: list[str]
+    digest: str
+    identity: dict[str, Any]
+
+
+def load_novel(
+    config: dict[str, Any], suite: str, registry: Registry, progress: Callable[..., Any]
+) -> NovelData:
+    """The novel split: Shapes novel classes (embedded) or a dataset split on disk."""
+    novel = config["novel"]
+    if suite == "embedded":
+        data, digest = world_images(
+            "novel", novel["per_class"], 0, "fewshot/novel", novel["domain"]
+        )
+        return NovelData(
+            lambda: (data.images, data.labels),
+            data.labels.numpy(),
+            data.names,
+            digest,
+            {"name": "shapes", "size": len(data)},
+        )
+    root = novel.get("root") or (
+        config["base"].get("root") if novel["dataset"] == config["base"]["dataset"] else None
+    )
+    if not root:
+        raise ValueError(
+            f"set the {novel['dataset']} folder: --set fewshot.base.root=PATH (and "
+            "fewshot.novel.root=PATH if the novel classes live elsewhere)"
+        )
+    split = registry.get("datasets", novel["dataset"]).load()(root, novel["split"])
+    return NovelData(
+        lambda: split.load_all(novel["image_size"], novel["resize"], progress),
+        np.asarray(split.labels, dtype=np.int64),
+        list(split.classes),
+        cache_key(split.manifest_sha256, novel["image_size"], novel["resize"]),
+        {"name": novel["dataset"], "size": len(split), "manifest": split.manifest_sha256},
+    )
+
+
+def novel_features(
+    backbone: Backbone, data: NovelData, *, device: str, progress: Callable[..., Any]
+) -> torch.Tensor:
+    """Pooled embeddings of the frozen ``backbone`` on the novel images, computed once per
+    (weights, preprocessing, data) and cached."""
+    key = cache_key(
+        "novel-features", tensor_digest(backbone), backbone.preprocess.as_dict(), data.digest
+    )
+
+    def compute() -> dict[str, torch.Tensor]:
+        images, _ = data.load()
+        feats = predict(
+            backbone.to(device).eval(), images, device=device, progress=progress, desc="features"
+        )
+        return {"features": feats}
+
+    return cached_tensors("fewshot-features", key, compute)[0]["features"]
+
+
+class FewShot(Protocol):
+    name = "fewshot"
+    version = 1
+    description = "1-shot and 5-shot NCM on novel classes from a student distilled on base classes."
+    metrics = (
+        MetricSpec(
+            "acc_1shot",
+            True,
+            "%",
+            headline=True,
+            description="5-way 1-shot NCM accuracy on novel classes, mean over episodes.",
+        ),
+        MetricSpec(
+            "acc_5shot",
+            True,
+            "%",
+            headline=True,
+            description="5-way 5-shot NCM accuracy on novel classes, mean over episodes.",
+        ),
+        MetricSpec(
+            "est_acc_1shot",
+            True,
+            "%",
+            description="1-shot accuracy predicted without query labels (Gaussian model).",
+        ),
+        MetricSpec(
+            "est_acc_5shot",
+            True,
+            "%",
+            description="5-shot accuracy predicted without query labels (Gaussian model).",
+        ),
+        MetricSpec(
+            "train_seconds", False, "s", description="Wall-clock time of the base-class stage."
+        ),
+    )
+
+    def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "ways": 5,
+            "shots": list(SHOTS),
+            "queries": 15,
+            "episodes": 100 if smoke else 10_000,
+            "estimate": {"draws": 4 if smoke else 16},
+        }
+        if suite == "embedded":
+            return {
+                "base": default_base_config(suite, smoke),
+                "novel": {"per_class": 20 if smoke else 40, "domain": "base"},
+                **common,
+            }
+        return {
+            "base": default_base_config(suite, smoke),
+            "novel": {
+                "dataset": "miniimagenet",
+                "root": None,
+                "split": "test",
+                "image_size": 84,
+                "resize": 92,
+            },
+            **common,
+        }
+
+    def supports(self, method: Component) -> str | None:
+        return super().supports(method) or base_supports(method)
+
+    def run(self, context: UnitContext) -> UnitResult:
+        config, registry, device = context.config, context.registry, context.device
+        shots = config["shots"]
+        if not shots or any(k not in SHOTS for k in shots) or len(set(shots)) != len(shots):
+            raise ConfigError(
+                f"fewshot: shots must be a non-empty subset of {list(SHOTS)} (the protocol "
+                f"reports acc_1shot and acc_5shot), got {shots!r}"
+            )
+        # Draw the episodes first: a split too small for them fails before any training.
+        novel = load_novel(config, context.suite, registry, context.progress)
+        episodes = {
+            k: sample_episodes(
+                novel.labels,
+                config["ways"],
+                k,
+                config["queries"],
+                config["episodes"],
+                context.seed,
+                class_names=novel.class_names,
+            )
+            for k in shots
+        }
+        subject = base_student(context, config["base"])
+        eval_started = time.perf_counter()
+        backbone = subject.backbone.eval()
+        base = load_base_data(config["base"], context.suite, registry, context.progress)
+        base_feats = base_features(backbone, base, device=device, progress=context.progress)
+        feats = novel_features(backbone, novel, device=device, progress=context.progress)
+        center = base_feats.double().mean(0)
+        scatter = within_class_statistics(base_feats, base.labels.numpy(), center=center)
+
+        metrics, statistics = [], {}
+        queries_per_episode = config["ways"] * config["queries"]
+        for k in SHOTS:
+            if k not in episodes:
+                for name in (f"acc_{k}shot", f"est_acc_{k}shot"):
+                    metrics.append(self.metric(name)(None, reason=f"{k}-shot not configured"))
+                continue
+            acc = ncm_accuracy(feats, novel.labels, episodes[k], center=center)
+            mean, ci = summarize(acc)
+            metrics.append(self.metric(f"acc_{k}shot")(mean, ci95=ci, n=len(acc)))
+            est = estimate_accuracy(
+                feats,
+                novel.labels,
+                episodes[k],
+                center=center,
+                within_variance=scatter.variance,  # used for one shot only
+                dim=scatter.effective_dim,
+                draws=config["estimate"]["draws"],
+                seed=context.seed,
+            )
+            est_mean, est_ci = summarize(est)
+            metrics.append(self.metric(f"est_acc_{k}shot")(est_mean, ci95=est_ci, n=len(est)))
+            statistics[f"correct_{k}shot"] = np.rint(acc * queries_per_episode).astype(int).tolist()
+        if subject.train_seconds is None:
+            metrics.append(
+                self.metric("train_seconds")(None, reason="reference row: nothing is trained")
+            )
+        else:
+            metrics.append(self.metric("train_seconds")(subject.train_seconds))
+        statistics.update(
+            queries_per_episode=queries_per_episode,
+            feature_dim=int(feats.shape[1]),
+            base_within_variance=scatter.variance,
+            base_effective_dim=scatter.effective_dim,
+        )
+
+        method = context.method.name
+        notes = list(subject.notes)
+        if method == "supervised":
+            notes.append(
+                "supervised is the from-scratch reference: the student from random weights "
+                "trained on base-class labels alone"
+            )
+        notes.append(
+            f"{config['ways']}-way episodes with {config['queries']} queries per class; NCM "
+            "on pooled features centred on the base-class mean of the same backbone and "
+            "L2-normalised"
+        )
+        notes.append(
+            "est_acc: Gaussian model of each episode's classes from its support set, with "
+            "the dimension and (for one shot) the variance of the base classes' scatter; "
+            "no query label is read"
+        )
+        if context.suite == "standard":
+            notes.append("no model selection: the base stage's last epoch is scored")
+        sizes = {"base": len(base.labels), "novel": int(novel.identity["size"])}
+        if context.suite == "embedded":
+            identity = DatasetIdentity(name="shapes", version=base.identity.version, sizes=sizes)
+        else:
+            identity = DatasetIdentity(
+                name=novel.identity["name"],
+                manifest_sha256=cache_key(
+                    base.identity.manifest_sha256, novel.identity["manifest"]
+                ),
+                sizes=sizes,
+            )
+        draws = {f"episodes_{k}shot": episodes[k].sha256() for k in episodes}
+        draws.update(novel=novel.digest, base=base.digest)
+        return UnitResult(
+            metrics=metrics,
+            dataset=identity,
+            components=subject.components,
+            draws=draws,
+            statistics=statistics,
+            notes=notes,
+            train_seconds=subject.train_seconds,
+            eval_seconds=time.perf_counter() - eval_started,
+        )
