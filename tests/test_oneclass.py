@@ -178,6 +178,7 @@ def test_candidates_view_leaves_out_the_target():
     names = ("a", "b", "c", "d")
     view = Candidates(names, "b", {n: i for i, n in enumerate(names)})
     assert list(view) == ["a", "c", "d"] and len(view) == 3
+    assert view[-1] == "d" and view[1:] == ["c", "d"]
     assert "b" not in view and "c" in view and "z" not in view
 
 

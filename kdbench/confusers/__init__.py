@@ -104,7 +104,9 @@ class Candidates(Sequence[str]):
     def __len__(self) -> int:
         return len(self._names) - (self._skip < len(self._names))
 
-    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         i = i % len(self)

@@ -28,6 +28,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,9 +116,37 @@ def _codes(lineages: Sequence[Sequence[str]]) -> np.ndarray:
     return codes
 
 
+def _rendered(
+    world: Any,
+    class_ids: np.ndarray,
+    per_class: int,
+    stream: str,
+    domain: str,
+    cache_root: Path | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` Shapes images of every class (labels index ``class_ids``), seed 0,
+    rendered once and cached (the world is versioned, so its images are too)."""
+    key = cache_key("oneclass-render", world.version, class_ids.tolist(), per_class, stream, domain)
+
+    def render() -> dict[str, torch.Tensor]:
+        labels = np.repeat(np.arange(len(class_ids)), per_class)
+        labels = labels[rng(0, "oneclass-render", stream).permutation(len(labels))]
+        pixels = world.render(class_ids[labels], 0, stream, domain)
+        return {"images": torch.from_numpy(pixels), "labels": torch.from_numpy(labels)}
+
+    out, _ = cached_tensors("oneclass-render", key, render, cache_root)
+    return out["images"], out["labels"]
+
+
 def load_pool(
-    config: dict[str, Any], suite: str, registry: Registry, progress: Callable[..., Any]
+    config: dict[str, Any],
+    suite: str,
+    registry: Registry,
+    progress: Callable[..., Any],
+    cache_root: Path | None = None,
 ) -> Pool:
+    """The evaluation pool of ``suite``: Shapes images rendered (and cached) in memory, or a
+    dataset split on disk."""
     data = config["data"]
     if suite == "embedded":
         from kdbench.world import ShapesWorld
@@ -125,14 +154,11 @@ def load_pool(
 
         world = ShapesWorld()
         taxonomy = world.taxonomy
-        parts = [
-            world.images(s, data["per_class"], 0, "oneclass/eval", data["domain"])
-            for s in data["splits"]
-        ]
-        class_ids = np.concatenate([p.class_ids for p in parts])
-        offsets = np.cumsum([0] + [len(p.class_ids) for p in parts])[:-1]
-        labels = np.concatenate([p.labels.numpy() + o for p, o in zip(parts, offsets)])
-        images = torch.cat([p.images for p in parts])
+        class_ids = np.concatenate([world.classes(s) for s in data["splits"]])
+        images, labels_t = _rendered(
+            world, class_ids, data["per_class"], "oneclass/eval", data["domain"], cache_root
+        )
+        labels = labels_t.numpy()
         every = [c.name for c in taxonomy.classes]
         vocabulary = LabelSet(
             "shapes",
@@ -142,7 +168,7 @@ def load_pool(
             world.version,
         )
         lineages = [taxonomy.classes[i].lineage for i in class_ids]
-        digest = cache_key(tensor_digest({"x": images}), labels.tolist())
+        digest = cache_key(world.version, class_ids.tolist(), data["per_class"], data["domain"])
         return Pool(
             names=[every[i] for i in class_ids],
             image_labels=labels,
@@ -295,19 +321,18 @@ def sample_tasks(
             # classes whose lowest common ancestor with t is exactly at `distance`; the
             # answer depends on t only through two ancestors, so it is shared and cached
             if distance == UNIFORM:
-                key: tuple[Any, ...] = (distance, t)
-                if key not in cache:
-                    cache[key] = np.delete(np.arange(n_classes), t)
+                negative = np.delete(np.arange(n_classes), t)
             elif distance == ROOT:
-                key = (distance, codes[t, 0])
+                key: tuple[Any, ...] = (distance, codes[t, 0])
                 if key not in cache:
                     cache[key] = np.flatnonzero(codes[:, 0] != codes[t, 0])
+                negative = cache[key]
             else:
                 key = (distance, codes[t, depth], codes[t, depth + 1])
                 if key not in cache:
                     same = codes[:, depth] == codes[t, depth]
                     cache[key] = np.flatnonzero(same & (codes[:, depth + 1] != codes[t, depth + 1]))
-            negative = cache[key]
+                negative = cache[key]
             negative = negative[counts[negative] > 0]
             if not len(negative) or counts[t] == 0:
                 skipped[distance] += 1
@@ -316,7 +341,7 @@ def sample_tasks(
             total = int(neg_counts.sum())
             want = counts[t] if positives is None else positives
             n = int(min(want, counts[t], total))
-            short += n < want
+            short += per_target * int(n < want)
             bounds = np.cumsum(neg_counts)
             for repeat in range(per_target):
                 g = rng(seed, "oneclass-tasks", pool.names[t], distance, repeat)
@@ -512,16 +537,22 @@ class BaseData:
 
 
 def load_base_data(
-    stage: dict[str, Any], suite: str, registry: Registry, progress: Callable[..., Any]
+    stage: dict[str, Any],
+    suite: str,
+    registry: Registry,
+    progress: Callable[..., Any],
+    cache_root: Path | None = None,
 ) -> BaseData:
     """Labelled base-class images the student stage trains on (the same for every seed)."""
     if suite == "embedded":
         from kdbench.world import ShapesWorld
 
         world = ShapesWorld()
-        data = world.images("base", stage["train_per_class"], 0, "oneclass/base")
-        digest = cache_key(tensor_digest({"x": data.images}), tensor_digest({"y": data.labels}))
-        return BaseData(data.images, data.labels, data.names, digest, {"base": len(data)})
+        class_ids = world.classes("base")
+        per_class = stage["train_per_class"]
+        images, labels = _rendered(world, class_ids, per_class, "oneclass/base", "base", cache_root)
+        digest = cache_key(world.version, class_ids.tolist(), per_class, "oneclass/base")
+        return BaseData(images, labels, world.names(class_ids), digest, {"base": len(labels)})
     if not stage.get("root"):
         raise ConfigError(
             "the student stage needs labelled base images: --set "
@@ -530,8 +561,6 @@ def load_base_data(
     split = registry.get("datasets", stage["dataset"]).load()(stage["root"], stage["split"])
     names = list(split.classes)
     if stage.get("names_file"):
-        from pathlib import Path
-
         from kdbench.data.layout import read_mapping
 
         mapping = read_mapping(
@@ -694,12 +723,28 @@ class OneClass(Protocol):
             context.device,
             context.seed,
         )
-        pool = load_pool(config, context.suite, registry, context.progress)
+        pool = load_pool(config, context.suite, registry, context.progress, context.cache_dir)
         task_config = config["tasks"]
         distances = task_config["distances"]
         if distances is None:  # every rank of the taxonomy above the class, or uniform
             distances = list(pool.levels[:-1]) if pool.levels else [UNIFORM]
         check_distances(distances, pool.levels)
+        # targets and their confusers (a bad confuser file fails here, before any model work)
+        targets = choose_targets(pool, task_config["max_targets"], seed)
+        source_cfg = config["confusers"]
+        source_c = registry.get("confusers", source_cfg["source"])
+        source = source_c.load()(pool.vocabulary, **source_cfg["options"])
+        confusers = draw_confusers(
+            source, source_cfg["source"], pool, targets, int(source_cfg["k"]), seed
+        )
+        confuser_ref = ComponentRef(
+            **source_c.ref(),
+            options={
+                **source_cfg["options"],
+                "k": source_cfg["k"],
+                "version": str(getattr(source, "version", "")),
+            },
+        )
         teacher_c = registry.get("teachers", config["teacher"]["name"])
         teacher: ImageTextModel = teacher_c.load()(**config["teacher"]["options"])
         if not isinstance(teacher, ImageTextModel):
@@ -714,6 +759,7 @@ class OneClass(Protocol):
                 **registry.get("students", config["student"]["name"]).ref(),
                 options=config["student"]["options"],
             ),
+            "confusers": confuser_ref,
         }
 
         # label texts, once per teacher text tower, prompt and vocabulary
@@ -743,22 +789,7 @@ class OneClass(Protocol):
             context.cache_dir,
         )[0]["x"]
 
-        # targets, confusers, tasks
-        targets = choose_targets(pool, task_config["max_targets"], seed)
-        source_cfg = config["confusers"]
-        source_c = registry.get("confusers", source_cfg["source"])
-        source = source_c.load()(pool.vocabulary, **source_cfg["options"])
-        confusers = draw_confusers(
-            source, source_cfg["source"], pool, targets, int(source_cfg["k"]), seed
-        )
-        components["confusers"] = ComponentRef(
-            **source_c.ref(),
-            options={
-                **source_cfg["options"],
-                "k": source_cfg["k"],
-                "version": str(getattr(source, "version", "")),
-            },
-        )
+        # tasks
         tasks_key = cache_key(
             "oneclass-tasks",
             self.version,
@@ -923,7 +954,9 @@ class OneClass(Protocol):
                 notes=["reference row: the teacher's own image–text embeddings"],
             )
         stage = context.config["student_stage"]
-        data = load_base_data(stage, context.suite, context.registry, context.progress)
+        data = load_base_data(
+            stage, context.suite, context.registry, context.progress, context.cache_dir
+        )
         base_text = teacher.encode_text([context.config["prompt"].format(n) for n in data.names])
         if method.recipe is None:
             return self._reference_student(context, data, base_text, components)
