@@ -15,8 +15,9 @@ with no class at distance ``d`` is skipped and counted. Metrics per task: AUROC,
 TPR, macro-F1 of the decision; mean over tasks ± 95% CI, per distance and overall.
 
 The *student* is scored: its image embedding (aligned to the teacher's joint space by the
-method) against the teacher's text embeddings. Recipes train a student from random weights
-on the base classes with a text-space head (see :class:`TextSpaceStudent`); reference rows
+method) against the teacher's text embeddings. Recipes train the student (from the pretrained
+student, or from random weights for ``student_init="scratch"``) on the base classes with a
+text-space head (see :class:`TextSpaceStudent`); reference rows
 are the teacher itself and the pretrained student with a closed-form linear map into the
 joint space. Embeddings of the evaluation images and label texts are computed once per
 model and cached; tasks are index arithmetic over the cached matrices.
@@ -654,9 +655,9 @@ class OneClass(Protocol):
                 "zero_shot_top1": True,
                 "student_stage": {
                     "train_per_class": 100,
-                    "epochs": 12,
+                    "epochs": 4,
                     "batch_size": 128,
-                    "lr": 2e-3,
+                    "lr": 1e-3,
                     "ridge": 1e-3,
                 },
             }
@@ -1007,13 +1008,15 @@ class OneClass(Protocol):
         base_text: torch.Tensor,
         components: dict[str, ComponentRef],
     ) -> Subject:
-        """Train (or load from the cache) a student from random weights on the base classes
-        with the method's recipe and a text-space head."""
+        """Train (or load from the cache) a student on the base classes with the method's
+        recipe and a text-space head, from the pretrained student or from random weights as
+        the recipe's ``student_init`` says."""
         registry, device, config = context.registry, context.device, context.config
         recipe = method.recipe
         assert recipe is not None
         stage = config["student_stage"]
-        backbone = init_backbone(registry, "students", config["student"], pretrained=False)
+        pretrained = recipe.student_init == "pretrained"
+        backbone = init_backbone(registry, "students", config["student"], pretrained=pretrained)
         student = TextSpaceStudent(
             backbone, teacher.embed_dim, base_text.cpu(), teacher.logit_scale
         )
@@ -1035,13 +1038,15 @@ class OneClass(Protocol):
             config["prompt"],
             teacher.image_digest(),
             teacher.text_digest(),
+            tensor_digest(backbone),
             data.digest,
         )
         folder = context.cache_dir / "oneclass-students"
         weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
+        start = "the pretrained student" if pretrained else "random weights"
         notes = [
-            "student trained from random weights on the base classes; logits are its "
-            "scaled cosines to the teacher's text embeddings of the base-class names"
+            f"student trained from {start} on the base classes with a text-space head: its "
+            "logits are scaled cosines to the teacher's text embeddings of the base-class names"
         ]
         if weights.exists() and meta.exists():
             from safetensors.torch import load_file
