@@ -119,3 +119,18 @@ def test_predict_batches_and_concatenates():
     x = torch.randn(10, 3)
     out = predict(lambda t: (t * 2, t.sum(-1)), x, batch_size=4)
     assert torch.equal(out[0], x * 2) and torch.allclose(out[1], x.sum(-1))
+
+
+def test_amp_is_off_on_cpu_and_bf16_or_fp16_on_gpus(monkeypatch):
+    from kdbench.train import amp_dtype
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert amp_dtype("auto", cpu) is None and amp_dtype("bf16", cpu) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert amp_dtype("auto", gpu) is torch.bfloat16
+    assert amp_dtype("fp16", gpu) is torch.float16
+    assert amp_dtype("off", gpu) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert amp_dtype("auto", gpu) is torch.float16
+    with pytest.raises(ValueError, match="amp must be"):
+        amp_dtype("int4", gpu)
