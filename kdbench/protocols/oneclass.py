@@ -37,8 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench.atomic import atomic_save, atomic_write_text
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.atomic import atomic_write_text
+from kdbench.cache import (
+    cache_key,
+    cached_tensors,
+    load_module_state,
+    save_module_state,
+    tensor_digest,
+)
 from kdbench.confusers import Candidates, LabelSet, MissingTargetError, check_answer
 from kdbench.distillation import RecipeStep, build_losses, init_backbone, needs_of, teacher_tensors
 from kdbench.losses.base import LossShapes
@@ -1042,25 +1048,21 @@ class OneClass(Protocol):
             data.digest,
         )
         folder = context.cache_dir / "oneclass-students"
-        weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
         start = "the pretrained student" if pretrained else "random weights"
         notes = [
             f"student trained from {start} on the base classes with a text-space head: its "
             "logits are scaled cosines to the teacher's text embeddings of the base-class names"
         ]
-        if weights.exists() and meta.exists():
-            from safetensors.torch import load_file
-
-            student.load_state_dict(load_file(str(weights)))
-            seconds = float(json.loads(meta.read_text())["train_seconds"])
-            notes.append("student reused from the cache (same method, seed and config)")
+        cached = load_module_state(student, folder, key)
+        if cached is not None:
+            seconds = float(cached["train_seconds"])
+            notes.append(
+                "student reused from the cache (trained by an earlier unit with the same "
+                "method, seed and config); its measured training time is reported"
+            )
         else:
             seconds = self._train(context, recipe, teacher, student, data, base_text, notes)
-            from safetensors.torch import save_file
-
-            state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-            atomic_save(weights, lambda tmp: save_file(state, tmp))
-            atomic_write_text(meta, json.dumps({"train_seconds": seconds}))
+            save_module_state(student, folder, key, {"train_seconds": seconds})
         student = student.to(device).eval()
         digest = cache_key(tensor_digest(student), "text-space-student")
         return Subject(
