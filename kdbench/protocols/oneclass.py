@@ -46,7 +46,14 @@ from kdbench.cache import (
     tensor_digest,
 )
 from kdbench.confusers import Candidates, LabelSet, MissingTargetError, check_answer
-from kdbench.distillation import RecipeStep, build_losses, init_backbone, needs_of, teacher_tensors
+from kdbench.distillation import (
+    Needs,
+    RecipeStep,
+    build_losses,
+    init_backbone,
+    needs_of,
+    teacher_tensors,
+)
 from kdbench.losses.base import LossShapes
 from kdbench.methods import Method
 from kdbench.metrics import mean_ci95, proportion_ci95
@@ -661,7 +668,7 @@ class OneClass(Protocol):
                 "zero_shot_top1": True,
                 "student_stage": {
                     "train_per_class": 100,
-                    "epochs": 4,
+                    "epochs": 2,
                     "batch_size": 128,
                     "lr": 1e-3,
                     "ridge": 1e-3,
@@ -1074,6 +1081,40 @@ class OneClass(Protocol):
             base_digest=data.digest,
         )
 
+    def _teacher_outputs(
+        self,
+        context: UnitContext,
+        teacher: ImageTextModel,
+        base_text: torch.Tensor,
+        data: BaseData,
+        needs: Needs,
+    ) -> list[torch.Tensor]:
+        """The teacher outputs a recipe reads, for every base image. Joint embeddings and
+        logits are cached (one pass of the teacher serves every recipe of the unit's
+        config); token maps and layers are computed afresh."""
+        keys = needs.teacher_keys()
+        source = TextSpaceTeacher(teacher, base_text)
+        if not set(keys) <= {"logits", "pooled"}:
+            return teacher_tensors(
+                source, data.images, needs, device=context.device, progress=context.progress
+            )
+        key = cache_key(
+            "oneclass-teacher-outputs",
+            teacher.image_digest(),
+            tensor_digest({"text": base_text.cpu()}),
+            data.digest,
+        )
+
+        def compute() -> dict[str, torch.Tensor]:
+            both = Needs(teacher={"logits", "pooled"})
+            logits, pooled = teacher_tensors(
+                source, data.images, both, device=context.device, progress=context.progress
+            )
+            return {"logits": logits, "pooled": pooled}
+
+        outputs, _ = cached_tensors("oneclass-teacher", key, compute, context.cache_dir)
+        return [outputs[k] for k in keys]
+
     def _train(
         self,
         context: UnitContext,
@@ -1100,15 +1141,7 @@ class OneClass(Protocol):
         if needs.uses_teacher:
             if recipe.teacher_mode is None:
                 raise ConfigError("the recipe's losses read the teacher but teacher_mode is None")
-            tensors += tuple(
-                teacher_tensors(
-                    TextSpaceTeacher(teacher, base_text),
-                    data.images,
-                    needs,
-                    device=device,
-                    progress=context.progress,
-                )
-            )
+            tensors += tuple(self._teacher_outputs(context, teacher, base_text, data, needs))
             notes.append(
                 "teacher used as is (frozen image–text model; teacher_mode is not applied): "
                 "its logits are its scaled image–text cosines to the base-class names, its "
