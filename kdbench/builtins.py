@@ -19,6 +19,17 @@ def kdbench_register_teachers(register: Register) -> None:
         description="Shapes world teacher: ViT, 6 blocks x 128, patch 4, 32 px.",
     )
     register("kdbench.models.backbone:timm_backbone", name="timm:*", description=TIMM_HELP)
+    register(
+        "kdbench.models.image_text:shapes_clip",
+        name="shapes-clip",
+        description="Shapes world teacher with its text tower: an image-text model.",
+    )
+    register(
+        "kdbench.models.image_text:open_clip_model",
+        name="open_clip:*",
+        description="Any open_clip model, e.g. open_clip:ViT-B-16-quickgelu (pretrained=openai).",
+        url="https://github.com/mlfoundations/open_clip",
+    )
 
 
 @hookimpl
@@ -106,6 +117,25 @@ def kdbench_register_sensors(register: Register) -> None:
 
 
 @hookimpl
+def kdbench_register_confusers(register: Register) -> None:
+    register(
+        "kdbench.confusers:FrozenConfusers",
+        name="frozen",
+        description="Confusers frozen in a versioned JSON file (the Shapes world's ships).",
+    )
+    register(
+        "kdbench.confusers:TaxonomyConfusers",
+        name="taxonomy",
+        description="Control: the target's nearest relatives in the dataset's taxonomy.",
+    )
+    register(
+        "kdbench.confusers:RandomConfusers",
+        name="random",
+        description="Control: uniformly random other class names.",
+    )
+
+
+@hookimpl
 def kdbench_register_protocols(register: Register) -> None:
     register(
         "kdbench.protocols.distill:Distill",
@@ -121,4 +151,9 @@ def kdbench_register_protocols(register: Register) -> None:
         "kdbench.protocols.fewshot:FewShot",
         name="fewshot",
         description="1-/5-shot NCM on novel classes from a student distilled on base classes.",
+    )
+    register(
+        "kdbench.protocols.oneclass:OneClass",
+        name="oneclass",
+        description="Zero-shot one-class classification with confusers (AUROC per distance).",
     )

@@ -1,7 +1,15 @@
 """Metrics every protocol shares. Each is a plain function over tensors or arrays, tested
 against a direct formula."""
 
+from kdbench.metrics.ranking import auroc, binary_macro_f1, fpr_at_tpr
 from kdbench.metrics.representation import linear_cka
 from kdbench.metrics.stats import mean_ci95, proportion_ci95
 
-__all__ = ["linear_cka", "mean_ci95", "proportion_ci95"]
+__all__ = [
+    "auroc",
+    "binary_macro_f1",
+    "fpr_at_tpr",
+    "linear_cka",
+    "mean_ci95",
+    "proportion_ci95",
+]
