@@ -93,3 +93,8 @@ def kdbench_register_protocols(register: Register) -> None:
         name="distill",
         description="Task-specific distillation on a downstream task (student top-1).",
     )
+    register(
+        "kdbench.protocols.segmentation:Segmentation",
+        name="segmentation",
+        description="Few-shot semantic segmentation: a head on k images per class (mIoU).",
+    )

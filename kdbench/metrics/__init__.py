@@ -2,6 +2,7 @@
 against a direct formula."""
 
 from kdbench.metrics.representation import linear_cka
+from kdbench.metrics.segmentation import confusion_matrix, miou
 from kdbench.metrics.stats import mean_ci95, proportion_ci95
 
-__all__ = ["linear_cka", "mean_ci95", "proportion_ci95"]
+__all__ = ["confusion_matrix", "linear_cka", "mean_ci95", "miou", "proportion_ci95"]
