@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from kdbench import plugins, runner
-from kdbench.metrics import miou
-from kdbench.protocols.base import ConfigError
 from kdbench.data.coco import load_coco
 from kdbench.data.voc import load_voc
+from kdbench.metrics import miou
+from kdbench.protocols.base import ConfigError
 from kdbench.protocols.segmentation import (
     draw_support,
     resample_backbone,
