@@ -157,3 +157,8 @@ def kdbench_register_protocols(register: Register) -> None:
         name="oneclass",
         description="Zero-shot one-class classification with confusers (AUROC per distance).",
     )
+    register(
+        "kdbench.protocols.segmentation:Segmentation",
+        name="segmentation",
+        description="Few-shot semantic segmentation: a head on k images per class (mIoU).",
+    )

@@ -3,6 +3,7 @@ against a direct formula."""
 
 from kdbench.metrics.ranking import auroc, binary_macro_f1, fpr_at_tpr
 from kdbench.metrics.representation import linear_cka
+from kdbench.metrics.segmentation import confusion_matrix, miou
 from kdbench.metrics.stats import mean_ci95, proportion_ci95
 
 __all__ = [
@@ -13,3 +14,6 @@ __all__ = [
     "mean_ci95",
     "proportion_ci95",
 ]
+    )
+    register(
+__all__ = ["confusion_matrix", "linear_cka", "mean_ci95", "miou", "proportion_ci95"]
