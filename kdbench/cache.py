@@ -71,3 +71,33 @@ def cached_tensors(
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     atomic_save(path, lambda tmp: save_file(contiguous, tmp))
     return contiguous, False
+
+
+def load_module_state(module: Any, folder: Path, key: str) -> dict[str, Any] | None:
+    """Load a module's weights cached under ``key`` and return the metadata stored with
+    them, or ``None`` when nothing (or something unreadable) is cached."""
+    import json
+
+    from safetensors.torch import load_file
+
+    weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
+    if not (weights.exists() and meta.exists()):
+        return None
+    try:
+        module.load_state_dict(load_file(str(weights)))
+        return json.loads(meta.read_text())
+    except Exception:  # a corrupt or stale entry is retrained, never trusted
+        return None
+
+
+def save_module_state(module: Any, folder: Path, key: str, meta: dict[str, Any]) -> None:
+    """Cache a module's weights and ``meta`` under ``key`` (both written atomically)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from kdbench.atomic import atomic_write_text
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_save(folder / f"{key}.safetensors", lambda tmp: save_file(state, tmp))
+    atomic_write_text(folder / f"{key}.json", json.dumps(meta))

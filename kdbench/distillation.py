@@ -20,7 +20,7 @@ from kdbench.methods import Recipe
 from kdbench.models.backbone import Backbone, Features
 from kdbench.models.heads import ClassifierHead
 from kdbench.registry import Registry
-from kdbench.train import predict
+from kdbench.train import TrainConfig, fit, predict
 
 
 class Classifier(nn.Module):
@@ -40,6 +40,37 @@ class Classifier(nn.Module):
         out = self.backbone.features(images, tokens=tokens, layers=layers)
         out.logits = self.head(out.pooled)
         return out
+
+
+class HeadStep(nn.Module):
+    """Step module: cross-entropy of a head on precomputed features."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.head(features), labels)
+
+
+def fit_linear_probe(
+    classifier: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    *,
+    device: str,
+    progress: Callable[..., Any] | None = None,
+) -> None:
+    """Train ``classifier.head`` on the frozen backbone's embeddings, computed once."""
+    features = predict(
+        classifier.backbone.to(device).eval(),
+        images,
+        device=device,
+        progress=progress,
+        desc="frozen features",
+    )
+    fit(HeadStep(classifier.head), (features, labels), config, device=device, desc="probe")
 
 
 @dataclass

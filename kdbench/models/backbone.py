@@ -7,7 +7,9 @@ them itself, so callers never need to know a model's mean and std.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,13 +210,23 @@ def timm_backbone(
                 f"weights-only torch checkpoint of timm:{model_name}"
             )
         try:  # the same timm loading path as hub weights, from a local file
-            model = _create(
-                model_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **extra
-            )
+            with _missing_keys_reported() as missing:
+                model = _create(
+                    model_name,
+                    pretrained=True,
+                    pretrained_cfg_overlay={"file": str(path)},
+                    **extra,
+                )
         except Exception as error:
             raise WeightsError(
                 f"{path} could not be loaded into timm:{model_name}: {error}"
             ) from None
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise WeightsError(
+                f"{path} could not be loaded into timm:{model_name}: {len(missing)} parameters "
+                f"are missing from it ({shown}); is it a checkpoint of this architecture?"
+            )
     elif pretrained:
         try:
             model = _create(model_name, pretrained=True, **extra)
@@ -236,6 +248,31 @@ def timm_backbone(
         std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
     )
     return Backbone(model, f"timm:{model_name}", preprocess)
+
+
+@contextlib.contextmanager
+def _missing_keys_reported() -> Iterator[list[str]]:
+    """Collect the backbone parameters timm reports missing while loading weights (it loads
+    non-strictly when the classifier is dropped, and only logs what it could not fill)."""
+    missing: list[str] = []
+    head = ("head.", "fc.", "classifier.", "head_drop")
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if text.startswith("Missing keys ("):
+                keys = text[len("Missing keys (") : text.index(")")].split(", ")
+                missing.extend(k for k in keys if not k.startswith(head))
+
+    logger = logging.getLogger("timm.models._builder")
+    handler, level = Catch(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield missing
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _create(model_name: str, **kwargs: Any) -> nn.Module:

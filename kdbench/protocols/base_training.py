@@ -13,21 +13,19 @@ pretrained student as shipped.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from kdbench.atomic import atomic_save, atomic_write_text
-from kdbench.cache import cache_key, tensor_digest
+from kdbench.cache import cache_key, load_module_state, save_module_state, tensor_digest
 from kdbench.distillation import (
     Classifier,
     RecipeStep,
     build_losses,
+    fit_linear_probe,
     init_backbone,
     needs_of,
     teacher_tensors,
@@ -38,7 +36,7 @@ from kdbench.models.backbone import Backbone
 from kdbench.protocols.base import UnitContext
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
-from kdbench.train import TrainConfig, fit, predict
+from kdbench.train import TrainConfig, fit
 
 
 def default_base_config(suite: str, smoke: bool) -> dict[str, Any]:
@@ -116,15 +114,6 @@ class BaseStudent:
     train_seconds: float | None = None
 
 
-class _ProbeStep(torch.nn.Module):
-    def __init__(self, head: torch.nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.head(features), labels)
-
-
 def base_supports(method: Component) -> str | None:
     """Why ``method`` cannot run the base stage, or None."""
     obj: Method = method.load()
@@ -170,27 +159,22 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         data.digest,
     )
     folder = context.cache_dir / "base-students"
-    weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
     student = init_backbone(registry, "students", base["student"], pretrained=False)
     for term in recipe.losses:
         components[f"loss:{term.loss}"] = ComponentRef(
             **registry.get("losses", term.loss).ref(),
             options={"weight": term.weight, **dict(term.options)},
         )
-    if weights.exists() and meta.exists():
-        from safetensors.torch import load_file
-
-        student.load_state_dict(load_file(str(weights)))
-        seconds = float(json.loads(meta.read_text())["train_seconds"])
+    cached = load_module_state(student, folder, key)
+    if cached is not None:
         return BaseStudent(
-            student,
+            student.eval(),
             components,
             [
-                "base-class student reused from the cache (trained by an earlier "
-                "unit with the same method, seed and base config); its measured "
-                "training time is reported"
+                "base-class student reused from the cache (trained by an earlier unit with "
+                "the same method, seed and base config); its measured training time is reported"
             ],
-            seconds,
+            float(cached["train_seconds"]),
         )
 
     started = time.perf_counter()
@@ -210,24 +194,16 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
     notes = ["student trained from random weights on the base classes"]
     if needs.uses_teacher:
         if "logits" in needs.teacher:  # the teacher's base-class head: a linear probe
-            feats = predict(
-                teacher_clf.backbone,
+            probe = TrainConfig(
+                epochs=base["probe_epochs"], batch_size=256, lr=base["probe_lr"], seed=context.seed
+            )
+            fit_linear_probe(
+                teacher_clf,
                 data.images,
+                data.labels,
+                probe,
                 device=device,
                 progress=context.progress,
-                desc="teacher features",
-            )
-            fit(
-                _ProbeStep(teacher_clf.head),
-                (feats, data.labels),
-                TrainConfig(
-                    epochs=base["probe_epochs"],
-                    batch_size=256,
-                    lr=base["probe_lr"],
-                    seed=context.seed,
-                ),
-                device=device,
-                desc="teacher probe",
             )
             notes.append("teacher logits from a linear probe on its frozen base-class embeddings")
         tensors += tuple(
@@ -247,9 +223,7 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         desc="base student",
     )
     seconds = time.perf_counter() - started
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
-    atomic_save(weights, lambda tmp: save_file(state, tmp))
-    atomic_write_text(meta, json.dumps({"train_seconds": seconds, "method": context.method.name}))
+    save_module_state(
+        student, folder, key, {"train_seconds": seconds, "method": context.method.name}
+    )
     return BaseStudent(student.eval(), components, notes, seconds)

@@ -16,7 +16,6 @@ the pretrained pair; wall-clock training seconds (teacher adaptation + student).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.atomic import atomic_save, atomic_write_text
-from kdbench.cache import cache_key, tensor_digest
+from kdbench.cache import cache_key, load_module_state, save_module_state, tensor_digest
 from kdbench.distillation import (
     Classifier,
     RecipeStep,
     accuracy_counts,
     build_losses,
+    fit_linear_probe,
     init_backbone,
     needs_of,
     teacher_tensors,
@@ -467,12 +466,9 @@ class Distill(Protocol):
         adapter = registry.get("adapters", TEACHER_MODES[mode]).load()(**options)
         adapter.apply(backbone)
         teacher = Classifier(backbone, data.num_classes)
-        weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
-        if weights.exists() and meta.exists():
-            from safetensors.torch import load_file
-
-            teacher.load_state_dict(load_file(str(weights)))
-            return teacher, float(json.loads(meta.read_text())["train_seconds"]), True
+        cached = load_module_state(teacher, folder, key)
+        if cached is not None:
+            return teacher, float(cached["train_seconds"]), True
         budget = TrainConfig(
             epochs=1,
             steps=steps(config["teacher_epochs"]),
@@ -482,19 +478,13 @@ class Distill(Protocol):
         )
         t0 = time.perf_counter()
         if adapter.frozen:  # linear probe: the backbone's embeddings never change
-            feats = predict(
-                backbone.to(device).eval(),
+            fit_linear_probe(
+                teacher,
                 data.train_images,
-                device=device,
-                progress=context.progress,
-                desc="teacher features",
-            )
-            fit(
-                _HeadStep(teacher.head),
-                (feats, data.train_labels),
+                data.train_labels,
                 budget,
                 device=device,
-                desc="teacher head",
+                progress=context.progress,
             )
         else:
             fit(
@@ -507,21 +497,8 @@ class Distill(Protocol):
                 desc=f"teacher {mode}",
             )
         seconds = time.perf_counter() - t0
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}
-        atomic_save(weights, lambda tmp: save_file(state, tmp))
-        atomic_write_text(meta, json.dumps({"train_seconds": seconds, "mode": mode}))
+        save_module_state(teacher, folder, key, {"train_seconds": seconds, "mode": mode})
         return teacher, seconds, False
-
-
-class _HeadStep(torch.nn.Module):
-    def __init__(self, head: torch.nn.Module) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(self.head(features), labels)
 
 
 class _ClassifierStep(torch.nn.Module):

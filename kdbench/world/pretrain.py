@@ -40,12 +40,16 @@ from kdbench.world.world import WORLD_VERSION, ShapesWorld
 
 @dataclass
 class PretrainConfig:
-    """Sizes and budgets; ``smoke()`` shrinks them to seconds for tests."""
+    """Sizes and budgets; ``smoke()`` shrinks them to seconds for tests.
 
-    train_per_class: int = 300
+    The teacher gets more capacity and more training than the student, as the larger model
+    of a foundation-model family does.
+    """
+
+    train_per_class: int = 1000
     val_per_class: int = 20
-    teacher_epochs: int = 8
-    student_epochs: int = 10
+    teacher_epochs: int = 3
+    student_epochs: int = 2
     text_epochs: int = 30
     batch_size: int = 128
     teacher_lr: float = 1e-3
@@ -156,9 +160,11 @@ def pretrain(
             (train.images, train.labels),
             TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=lr, seed=config.seed),
             device=device,
+            checkpoint=out / f".{role}-checkpoint.pt",
             progress=progress,
             desc=f"pretrain {role}",
         )
+        (out / f".{role}-checkpoint.pt").unlink(missing_ok=True)
         logits = predict(step.logits, val.images, device=device)
         acc = accuracy(logits, val.labels)
         log(f"{role}: base-split val accuracy {acc:.2f}% ({result.seconds:.0f} s)")

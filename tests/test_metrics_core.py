@@ -1,0 +1,47 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kdbench.metrics import linear_cka, mean_ci95, proportion_ci95
+
+
+def hsic_cka(x, y):
+    """CKA through the centring matrix H, as in Kornblith et al. (2019)."""
+    n = x.shape[0]
+    h = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    k, l_ = x @ x.T, y @ y.T
+    hsic = lambda a, b: torch.trace(a @ h @ b @ h)  # noqa: E731
+    return float(hsic(k, l_) / torch.sqrt(hsic(k, k) * hsic(l_, l_)))
+
+
+def test_linear_cka_matches_the_hsic_formula():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(30, 7, generator=g, dtype=torch.float64)
+    assert linear_cka(x, y) == pytest.approx(hsic_cka(x, y), rel=1e-9)
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=g, dtype=torch.float64))
+    assert linear_cka(x, 3 * x @ q + 1) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="constant"):
+        linear_cka(torch.ones(4, 2), x[:4])
+    with pytest.raises(ValueError):
+        linear_cka(x, y[:10])
+
+
+def test_mean_ci95_uses_t_below_30_and_z_from_30():
+    small = [1.0, 2.0, 4.0]
+    mean, half = mean_ci95(small)
+    assert mean == pytest.approx(7 / 3)
+    assert half == pytest.approx(4.303 * np.std(small, ddof=1) / math.sqrt(3))
+    big = np.arange(40, dtype=float)
+    assert mean_ci95(big)[1] == pytest.approx(1.96 * big.std(ddof=1) / math.sqrt(40))
+    assert mean_ci95([5.0]) == (5.0, None)
+    with pytest.raises(ValueError, match="NaN"):
+        mean_ci95([1.0, float("nan")])
+
+
+def test_proportion_ci95():
+    acc, half = proportion_ci95(80, 100)
+    assert acc == pytest.approx(80.0)
+    assert half == pytest.approx(100 * 1.96 * math.sqrt(0.8 * 0.2 / 100))
