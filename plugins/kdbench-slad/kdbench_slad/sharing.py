@@ -112,6 +112,7 @@ class SharedLoRALinear(nn.Module):
         """A plain LoRA layer holding copies of this layer's current slices."""
         r = self.source.lora_a.shape[0]
         lora = LoRALinear(self.base, r, alpha=self.scaling * r, dropout=self.dropout_p)
+        lora.to(self.base.weight.device)
         with torch.no_grad():
             lora.lora_a.copy_(self.lora_a())
             lora.lora_b.copy_(self.lora_b())
