@@ -10,6 +10,8 @@ from kdbench.results import load_record
 RANDOM_BACKBONES = {
     "distill.teacher.options": {"pretrained": False},
     "distill.student.options": {"pretrained": False},
+    "distill.teacher_epochs": 1,
+    "distill.student_epochs": 1,
 }
 
 
