@@ -47,7 +47,9 @@ class TrainConfig:
     """'auto' (bf16 on GPUs that have it, else fp16; off on CPU), 'off', 'bf16', 'fp16'."""
     clip_grad: float | None = 1.0
     checkpoint_every: int = 0
-    """Optimiser steps between checkpoints; 0 checkpoints at the end of every epoch."""
+    """Optimiser steps between checkpoints (0: none mid-epoch)."""
+    checkpoint_seconds: float = 60.0
+    """At an epoch's end, checkpoint if this long has passed since the last save."""
     check_every: int = 10
     """Optimiser steps between loss checks (each check waits for the device)."""
     seed: int = 0
@@ -176,7 +178,11 @@ def fit(
         start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
         resumed = step
 
+    last_save = time.perf_counter()
+
     def save(epoch: int, batch: int) -> None:
+        nonlocal last_save
+        last_save = time.perf_counter()
         if ckpt_path is None or rank != 0:
             return
         state = {
@@ -234,7 +240,8 @@ def fit(
                 save(epoch, b + 1)
             if step == total_steps:
                 break
-        save(epoch + 1, 0)
+        if time.perf_counter() - last_save >= config.checkpoint_seconds:
+            save(epoch + 1, 0)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started

@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
     x = torch.randn(64, 4, generator=g)
     y = x.sum(-1)
     out = sys.argv[1]
-    result = fit(Step(), (x, y), TrainConfig(epochs=3, batch_size=8, lr=1e-2),
+    result = fit(Step(), (x, y), TrainConfig(epochs=3, batch_size=8, lr=1e-2, checkpoint_seconds=0),
                  checkpoint=os.path.join(out, "ck.pt"))
     torch.save([p.detach() for p in model.parameters()], os.path.join(out, f"rank{rank}.pt"))
     print("main" if is_main_process() else "worker", world, result.steps)

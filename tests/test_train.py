@@ -63,7 +63,7 @@ def test_a_checkpoint_from_another_config_is_refused(tmp_path):
     fit(
         Regression(),
         (x, y),
-        TrainConfig(epochs=1, batch_size=16, lr=1e-2),
+        TrainConfig(epochs=1, batch_size=16, lr=1e-2, checkpoint_seconds=0),
         checkpoint=tmp_path / "ck.pt",
     )
     with pytest.raises(ValueError, match="another training config"):

@@ -1,0 +1,325 @@
+"""Leaderboard tables: ranked records aggregated over seeds with pandas.
+
+One table per (suite, protocol, protocol version) and, for the device protocol, per device
+fingerprint, so versions, suites and devices are never mixed. One row per (method, method
+version): the mean over seeds of each metric, with a 95% CI from the seeds when there are
+two or more (:func:`kdbench.metrics.stats.mean_ci95`) and the record's own CI otherwise.
+Rows are sorted by the table's first headline metric; reference rows are kept in that order
+but get no rank.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
+from kdbench.leaderboard.intake import RecordFile
+from kdbench.metrics.stats import critical_value
+from kdbench.results import Record
+
+#: Columns that identify a table.
+TABLE_KEYS = ("suite", "protocol", "version", "device")
+#: Columns that identify a row within a table.
+ROW_KEYS = (*TABLE_KEYS, "method", "method_version")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric column: its name, unit and direction."""
+
+    name: str
+    unit: str | None
+    higher_is_better: bool
+    headline: bool
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A metric of a row: mean ± ci95 over ``count`` seeds, or None with the reason."""
+
+    mean: float | None
+    ci95: float | None
+    count: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One record behind a row."""
+
+    seed: int
+    run_id: str
+    path: str
+
+
+@dataclass
+class Row:
+    """One method (at one version) in one table."""
+
+    method: str
+    method_version: str
+    reference: bool
+    cells: dict[str, Cell]
+    runs: list[Run]
+    subject: tuple[str, str] | None
+    rank: int | None = None
+
+    def value(self, metric: str | None) -> float | None:
+        cell = self.cells.get(metric) if metric else None
+        return cell.mean if cell else None
+
+
+@dataclass
+class Table:
+    """One leaderboard table: a suite, a protocol version and, for device records, a device."""
+
+    suite: str
+    protocol: str
+    version: int
+    device: str
+    columns: list[Column]
+    rows: list[Row]
+    sort_metric: str | None
+    config_hashes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """``protocol@version``, as the site labels the table."""
+        return f"{self.protocol}@{self.version}"
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def sort_column(self) -> Column | None:
+        return self.column(self.sort_metric) if self.sort_metric else None
+
+    @property
+    def leaders(self) -> list[Row]:
+        return [r for r in self.rows if r.rank == 1]
+
+
+def table_device(record: Record) -> str:
+    """The device a record's table is tied to: its fingerprint id for device records, else ''."""
+    if record.protocol.name == DEVICE_PROTOCOL and record.device_fingerprint is not None:
+        return fingerprint_id(record.device_fingerprint)
+    return ""
+
+
+def metric_frame(files: Sequence[RecordFile]) -> pd.DataFrame:
+    """One row per (record, metric) of the given records, in file order."""
+    cols: dict[str, list[object]] = {
+        name: []
+        for name in (
+            *ROW_KEYS,
+            "path",
+            "position",
+            "metric",
+            "value",
+            "ci95",
+            "higher_is_better",
+            "unit",
+            "headline",
+            "reason",
+        )
+    }
+    for file in files:
+        record = file.record
+        assert record is not None
+        keys = (
+            record.suite,
+            record.protocol.name,
+            record.protocol.version,
+            table_device(record),
+            record.method.name,
+            record.method.version,
+        )
+        for position, metric in enumerate(record.metrics):
+            for name, value in zip(ROW_KEYS, keys, strict=True):
+                cols[name].append(value)
+            cols["path"].append(file.path)
+            cols["position"].append(position)
+            cols["metric"].append(metric.name)
+            cols["value"].append(math.nan if metric.value is None else metric.value)
+            cols["ci95"].append(math.nan if metric.ci95 is None else metric.ci95)
+            cols["higher_is_better"].append(metric.higher_is_better)
+            cols["unit"].append(metric.unit)
+            cols["headline"].append(metric.headline)
+            cols["reason"].append(metric.reason)
+    frame = pd.DataFrame(cols)
+    frame["value"] = frame["value"].astype("float64")
+    frame["ci95"] = frame["ci95"].astype("float64")
+    return frame
+
+
+def seed_statistics(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, 95% CI and count over seeds for each (row, metric) of a :func:`metric_frame`."""
+    frame = frame.assign(ci_of_value=frame["ci95"].where(frame["value"].notna()))
+    grouped = frame.groupby([*ROW_KEYS, "metric"], sort=True)
+    stats = grouped.agg(
+        mean=("value", "mean"),
+        std=("value", "std"),
+        count=("value", "count"),
+        single_ci=("ci_of_value", "first"),
+    )
+    counts = stats["count"].to_numpy()
+    crit = np.array([critical_value(int(n)) if n >= 2 else math.nan for n in counts])
+    seeds_ci = crit * stats["std"].to_numpy() / np.sqrt(np.maximum(counts, 1))
+    stats["ci95"] = np.where(counts >= 2, seeds_ci, stats["single_ci"].to_numpy())
+    return stats[["mean", "ci95", "count"]]
+
+
+def _null_reasons(frame: pd.DataFrame) -> dict[tuple[object, ...], str]:
+    nulls = frame[frame["value"].isna()]
+    reasons: dict[tuple[object, ...], set[str]] = {}
+    for key, reason in zip(
+        nulls[[*ROW_KEYS, "metric"]].itertuples(index=False, name=None),
+        nulls["reason"],
+        strict=True,
+    ):
+        text = "not measured" if pd.isna(reason) or not reason else str(reason)
+        reasons.setdefault(key, set()).add(text)
+    return {key: "; ".join(sorted(texts)) for key, texts in reasons.items()}
+
+
+def _columns(frame: pd.DataFrame) -> tuple[list[Column], str | None]:
+    """A table's metric columns (headline ones first) and the metric it is sorted by.
+
+    ``frame`` is in file and metric order, so the first record's order decides.
+    """
+    firsts = frame.drop_duplicates("metric")
+    columns = [
+        Column(str(m), None if pd.isna(u) else str(u), bool(h), bool(hl))
+        for m, u, h, hl in zip(
+            firsts["metric"],
+            firsts["unit"],
+            firsts["higher_is_better"],
+            firsts["headline"],
+            strict=True,
+        )
+    ]
+    headlines = frame.loc[frame["headline"], "metric"]
+    sort_metric = str(headlines.iloc[0]) if len(headlines) else None
+    columns.sort(key=lambda c: not c.headline)
+    return columns, sort_metric
+
+
+def rank_rows(rows: list[Row], sort_metric: str | None, higher_is_better: bool) -> list[Row]:
+    """Rows best first by ``sort_metric`` (n/a last); competition ranks for non-reference rows."""
+
+    def order(row: Row) -> tuple[object, ...]:
+        value = row.value(sort_metric)
+        missing = value is None
+        signed = 0.0 if value is None else (-value if higher_is_better else value)
+        return (missing, signed, row.method, row.method_version)
+
+    ordered = sorted(rows, key=order)
+    ranked = 0
+    previous: float | None = None
+    previous_rank = 0
+    for row in ordered:
+        value = row.value(sort_metric)
+        if row.reference or value is None:
+            row.rank = None
+            continue
+        ranked += 1
+        row.rank = previous_rank if value == previous else ranked
+        previous, previous_rank = value, row.rank
+    return ordered
+
+
+def _subject(records: Sequence[Record]) -> tuple[str, str] | None:
+    """The (name, version) of the backbone the row's headline scores, if recorded."""
+    for record in records:
+        subject = record.components.get("subject")
+        if subject is not None:
+            return subject.name, subject.version
+    return None
+
+
+def build_tables(files: Sequence[RecordFile]) -> list[Table]:
+    """The leaderboard tables of the ranked record files, sorted by suite, protocol, device."""
+    files = sorted(files, key=lambda f: f.path)
+    frame = metric_frame(files)
+    cells: dict[tuple[object, ...], Cell] = {}
+    table_frames: dict[tuple[object, ...], pd.DataFrame] = {}
+    if len(frame):
+        stats = seed_statistics(frame)
+        reasons = _null_reasons(frame)
+        for key, mean, ci95, count in zip(
+            stats.index, stats["mean"], stats["ci95"], stats["count"], strict=True
+        ):
+            missing = math.isnan(mean)
+            cells[key] = Cell(
+                None if missing else float(mean),
+                None if missing or math.isnan(ci95) else float(ci95),
+                int(count),
+                reasons.get(key) if missing else None,
+            )
+        table_frames = dict(iter(frame.groupby(list(TABLE_KEYS), sort=True)))
+
+    grouped: dict[tuple[object, ...], dict[tuple[str, str], list[RecordFile]]] = {}
+    for file in files:
+        record = file.record
+        assert record is not None
+        table_key = (
+            record.suite,
+            record.protocol.name,
+            record.protocol.version,
+            table_device(record),
+        )
+        row_key = (record.method.name, record.method.version)
+        grouped.setdefault(table_key, {}).setdefault(row_key, []).append(file)
+
+    tables = []
+    for table_key in sorted(grouped):
+        suite, protocol, version, device = table_key
+        part = table_frames.get(table_key)
+        columns, sort_metric = _columns(part) if part is not None else ([], None)
+        rows = []
+        for (method, method_version), row_files in sorted(grouped[table_key].items()):
+            records = [f.record for f in row_files if f.record is not None]
+            row_cells = {}
+            for column in columns:
+                cell = cells.get((*table_key, method, method_version, column.name))
+                if cell is not None:
+                    row_cells[column.name] = cell
+            runs = sorted(
+                (Run(r.seed, r.run_id, f.path) for f, r in zip(row_files, records, strict=True)),
+                key=lambda run: (run.seed, run.path),
+            )
+            rows.append(
+                Row(
+                    method=method,
+                    method_version=method_version,
+                    reference=any(r.method.reference for r in records),
+                    cells=row_cells,
+                    runs=runs,
+                    subject=_subject(records),
+                )
+            )
+        sort_hib = next((c.higher_is_better for c in columns if c.name == sort_metric), True)
+        hashes = {
+            f.record.protocol.config_hash
+            for row_files in grouped[table_key].values()
+            for f in row_files
+            if f.record is not None
+        }
+        tables.append(
+            Table(
+                suite=str(suite),
+                protocol=str(protocol),
+                version=int(version),  # type: ignore[call-overload]
+                device=str(device),
+                columns=columns,
+                rows=rank_rows(rows, sort_metric, sort_hib),
+                sort_metric=sort_metric,
+                config_hashes=sorted(hashes),
+            )
+        )
+    return tables

@@ -1,0 +1,131 @@
+"""The site's downloads: the aggregated tables as CSV and JSON, and a list of every record.
+
+One long-format row per (table, method, metric), so every protocol fits one file. Floats are
+written with ``repr`` (shortest round-trip form) so the files are exact and stable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from kdbench.leaderboard.aggregate import Table
+from kdbench.leaderboard.intake import REASONS, Intake
+from kdbench.leaderboard.links import raw_record
+
+TABLE_COLUMNS = (
+    "suite",
+    "protocol",
+    "protocol_version",
+    "device",
+    "method",
+    "method_version",
+    "reference",
+    "rank",
+    "metric",
+    "unit",
+    "higher_is_better",
+    "headline",
+    "sort_metric",
+    "mean",
+    "ci95",
+    "seeds",
+    "values",
+    "reason",
+)
+
+
+def table_rows(tables: Sequence[Table]) -> list[dict[str, Any]]:
+    """Every (table, row, metric) as a flat dict, in page order."""
+    out = []
+    for table in tables:
+        for row in table.rows:
+            for column in table.columns:
+                cell = row.cells.get(column.name)
+                out.append(
+                    {
+                        "suite": table.suite,
+                        "protocol": table.protocol,
+                        "protocol_version": table.version,
+                        "device": table.device or None,
+                        "method": row.method,
+                        "method_version": row.method_version,
+                        "reference": row.reference,
+                        "rank": row.rank,
+                        "metric": column.name,
+                        "unit": column.unit,
+                        "higher_is_better": column.higher_is_better,
+                        "headline": column.headline,
+                        "sort_metric": column.name == table.sort_metric,
+                        "mean": cell.mean if cell else None,
+                        "ci95": cell.ci95 if cell else None,
+                        "seeds": len(row.runs),
+                        "values": cell.count if cell else 0,
+                        "reason": (cell.reason if cell else "not reported by these records"),
+                    }
+                )
+    return out
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def tables_csv(tables: Sequence[Table]) -> bytes:
+    """The aggregated tables as CSV (UTF-8, ``\\n`` line ends, empty cell for null)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TABLE_COLUMNS)
+    for row in table_rows(tables):
+        writer.writerow([_csv_cell(row[c]) for c in TABLE_COLUMNS])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def tables_json(tables: Sequence[Table], stamp: str | None) -> bytes:
+    """The aggregated tables as JSON: ``{"records_up_to", "columns", "rows"}``."""
+    return _json_bytes(
+        {"records_up_to": stamp, "columns": list(TABLE_COLUMNS), "rows": table_rows(tables)}
+    )
+
+
+def records_json(intake: Intake) -> bytes:
+    """Every record file read: where its copy and page are, and whether and why it is ranked."""
+    unranked = {u.file.path: u for u in intake.unranked}
+    pages = intake.run_pages()
+    rows = []
+    for file in intake.files:
+        record = file.record
+        skipped = unranked.get(file.path)
+        rows.append(
+            {
+                "path": file.path,
+                "raw": raw_record(file.path) if file.raw is not None else None,
+                "page": pages.get(file.path),
+                "run_id": record.run_id if record else None,
+                "suite": record.suite if record else None,
+                "protocol": record.protocol.name if record else None,
+                "protocol_version": record.protocol.version if record else None,
+                "method": record.method.name if record else None,
+                "method_version": record.method.version if record else None,
+                "seed": record.seed if record else None,
+                "status": record.status if record else None,
+                "smoke": record.smoke if record else None,
+                "ranked": skipped is None,
+                "reason": skipped.reason if skipped else None,
+                "detail": skipped.detail if skipped else None,
+            }
+        )
+    return _json_bytes({"reasons": REASONS, "records": rows})

@@ -1,0 +1,314 @@
+"""The built site: pages, order, escaping, links, downloads, reports and determinism."""
+
+import csv
+import html
+import io
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from kdbench.leaderboard.build import MANIFEST, SiteError, build_site, check_site
+from tests.leaderboard.conftest import PAYLOAD, sample_records
+from tests.leaderboard.pages import parse, table_cells
+from tests.leaderboard.records import make_record, write_records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _site_bytes(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_every_page_download_and_raw_record_is_built(built, sample_dir):
+    out = built.out
+    for name in (
+        "index.html",
+        "methods.html",
+        "unranked.html",
+        "static/tables.js",
+        "static/leaderboard.css",
+        "data/leaderboard.csv",
+        "data/leaderboard.json",
+        "data/records.json",
+        MANIFEST,
+    ):
+        assert (out / name).is_file(), name
+    for suite in ("embedded", "standard"):
+        for protocol in ("distill", "fewshot", "oneclass", "segmentation", "device"):
+            assert (out / "protocols" / suite / f"{protocol}.html").is_file()
+    for method in ("teacher", "scratch", "method-000", "old-method"):
+        assert (out / "methods" / f"{method}.html").is_file()
+    records = sorted(sample_dir.rglob("*.json"))
+    for path in records:
+        relative = path.relative_to(sample_dir).as_posix()
+        assert (out / "raw" / relative).read_bytes() == path.read_bytes()
+    valid = [p for p in records if p.name != "broken.json"]
+    assert len(list((out / "runs").glob("*.html"))) == len(valid)
+    manifest = (out / MANIFEST).read_text().splitlines()
+    assert manifest == sorted(_site_bytes(out))
+
+
+def test_links_are_relative_and_resolve(built):
+    out = built.out
+    external = set()
+    for page in out.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        for link in re.findall(r'(?:href|src)="([^"]*)"', text):
+            link = html.unescape(link)
+            if re.match(r"^[a-z]+:", link, re.I) or link.startswith("//"):
+                external.add(link)
+                continue
+            target = link.split("#")[0]
+            if target:
+                resolved = (page.parent / unquote(target)).resolve()
+                assert resolved.is_file(), f"{page.relative_to(out)} links {link}"
+                assert out.resolve() in resolved.parents
+    assert external == {"https://example.org/p?a=1&b=2"}
+
+
+def test_tables_are_sorted_by_the_headline_metric_without_javascript(built):
+    page = parse(built.out / "protocols" / "embedded" / "fewshot.html")
+    rows = table_cells(page, "t-fewshot-v1")
+    by_method: dict[str, list[float]] = {}
+    for record in sample_records():
+        if (record["suite"], record["protocol"]["name"]) == ("embedded", "fewshot") and not (
+            record["smoke"]
+        ):
+            acc = next(m["value"] for m in record["metrics"] if m["name"] == "acc_1shot")
+            by_method.setdefault(record["method"]["name"], []).append(acc)
+    expected = sorted(by_method, key=lambda m: (-statistics.fmean(by_method[m]), m))
+    shown = [row[1].removesuffix(" reference") for row in rows]
+    assert shown == expected
+    ranks = [row[0] for row in rows]
+    assert [r for r in ranks if r != "ref"] == [str(i) for i in range(1, len(expected) - 1)]
+    assert ranks.count("ref") == 2
+    reference_rows = [
+        tr
+        for tr in page.by_id("t-fewshot-v1").find_all("tr")
+        if tr.attrs.get("class") == "reference"
+    ]
+    assert {" ".join(tr.all_text.split()).split()[1] for tr in reference_rows} == {
+        "teacher",
+        "scratch",
+    }
+    header = page.by_id("t-fewshot-v1").find_all("th")
+    sorted_by = [th for th in header if th.attrs.get("aria-sort")]
+    assert len(sorted_by) == 1 and sorted_by[0].attrs["aria-sort"] == "descending"
+    assert sorted_by[0].all_text.startswith("acc_1shot")
+
+
+def test_lower_is_better_tables_start_with_the_lowest_and_devices_are_never_mixed(built):
+    page = parse(built.out / "protocols" / "embedded" / "device.html")
+    tables = [t for t in page.find_all("table") if t.attrs.get("id", "").startswith("t-device")]
+    assert len(tables) == 2  # one per fingerprint
+    for table in tables:
+        rows = table_cells(page, table.attrs["id"])
+        latency = [float(r[3].split()[0]) for r in rows]
+        assert latency == sorted(latency)
+
+
+def test_null_metrics_show_na_with_the_reason(built):
+    text = (built.out / "protocols" / "embedded" / "device.html").read_text()
+    assert re.search(
+        r'<td class="num na" data-sort="" title="no energy counter on this CPU">'
+        r"n/a</td>",
+        text,
+    )
+
+
+def test_plugin_text_is_escaped_everywhere(built):
+    out = built.out
+    pages = [p for p in out.rglob("*.html")]
+    seen_as_text = 0
+    for path in pages:
+        source = path.read_text(encoding="utf-8")
+        assert "<script>alert" not in source and "<img src=x" not in source
+        tree = parse(source)
+        scripts = tree.find_all("script")
+        assert [s.attrs.get("src", "").rsplit("/", 1)[-1] for s in scripts] == ["tables.js"]
+        assert not tree.find_all("img")
+        for element in tree.find_all("a") + tree.find_all("td") + tree.find_all("th"):
+            assert not any(name.startswith("on") for name in element.attrs)
+        if PAYLOAD in tree.all_text:
+            seen_as_text += 1
+    # the method page, its run page, methods.html and the fewshot page at least
+    assert seen_as_text >= 4
+
+
+def test_unranked_records_are_reported_not_ranked(built):
+    assert built.intake.reason_counts() == {
+        "invalid": 1,
+        "failed": 1,
+        "smoke": 1,
+        "superseded": 1,
+        "no-device": 1,
+    }
+    unranked = (built.out / "unranked.html").read_text()
+    for item in built.intake.unranked:
+        assert html.escape(item.file.path) in unranked
+        assert html.escape(item.detail) in unranked
+    distill = (built.out / "protocols" / "embedded" / "distill.html").read_text()
+    assert "old-method" not in distill and '1 <span class="badge reason-superseded"' in distill
+    fewshot = parse(built.out / "protocols" / "embedded" / "fewshot.html")
+    seeds = [row[-1] for row in table_cells(fewshot, "t-fewshot-v1")]
+    assert "s7" not in " ".join(seeds)  # the smoke run of method-000
+    index = (built.out / "index.html").read_text()
+    assert "1 invalid, 1 failed, 1 smoke, 1 superseded, 1 no-device" in index
+
+
+def test_downloads_hold_the_tables(built):
+    rows = list(csv.DictReader(io.StringIO((built.out / "data/leaderboard.csv").read_text())))
+    expected = sum(len(t.rows) * len(t.columns) for t in built.tables)
+    assert len(rows) == expected
+    data = json.loads((built.out / "data/leaderboard.json").read_text())
+    assert len(data["rows"]) == expected and data["records_up_to"] == "2026-01-01 00:00 UTC"
+    table = next(t for t in built.tables if (t.suite, t.protocol) == ("embedded", "fewshot"))
+    leader = table.leaders[0]
+    cell = leader.cells["acc_1shot"]
+    hit = [
+        r
+        for r in rows
+        if (r["suite"], r["protocol"], r["method"], r["metric"])
+        == ("embedded", "fewshot", leader.method, "acc_1shot")
+    ]
+    assert len(hit) == 1
+    assert float(hit[0]["mean"]) == cell.mean and float(hit[0]["ci95"]) == cell.ci95
+    assert hit[0]["rank"] == "1" and hit[0]["sort_metric"] == "true" and hit[0]["seeds"] == "2"
+    as_json = next(
+        r
+        for r in data["rows"]
+        if r["method"] == leader.method
+        and r["metric"] == "acc_1shot"
+        and r["protocol"] == "fewshot"
+        and r["suite"] == "embedded"
+    )
+    assert as_json["mean"] == cell.mean and as_json["rank"] == 1
+    energy = [r for r in rows if r["metric"] == "energy_mj_per_image" and r["mean"] == ""]
+    assert energy and all(r["reason"] == "no energy counter on this CPU" for r in energy)
+    listing = json.loads((built.out / "data/records.json").read_text())["records"]
+    assert len(listing) == len(built.intake.files)
+    assert {r["reason"] for r in listing if not r["ranked"]} == set(built.intake.reason_counts())
+    assert all((built.out / r["raw"]).is_file() for r in listing)
+
+
+def test_score_tables_get_cost_plots_per_device(built):
+    page = (built.out / "protocols" / "embedded" / "fewshot.html").read_text()
+    tree = parse(page)
+    svgs = tree.find_all("svg")
+    # latency and energy on two devices, parameters once
+    assert len(svgs) == 4
+    assert "No energy measured for these backbones on Test CPU 8-core" in page
+    assert page.count('class="frontier"') + page.count('class="mark front"') >= 4
+    assert not parse(built.out / "protocols" / "embedded" / "device.html").find_all("svg")
+
+
+def test_a_table_with_no_device_record_says_so(tmp_path):
+    write_records(tmp_path / "records", [make_record(method="a"), make_record(method="b")])
+    report = build_site(tmp_path / "records", tmp_path / "site", protocol_versions={})
+    page = (report.out / "protocols" / "embedded" / "fewshot.html").read_text()
+    assert "<svg" not in page
+    assert "No <code>device</code> record of the embedded suite measured the backbones" in page
+
+
+def test_the_same_records_give_the_same_bytes(built, sample_dir, tmp_path):
+    copy = tmp_path / "elsewhere" / "records"
+    for path in sorted(sample_dir.rglob("*.json"), reverse=True):
+        target = copy / path.relative_to(sample_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    again = build_site(copy, tmp_path / "again", protocol_versions={})
+    assert _site_bytes(again.out) == _site_bytes(built.out)
+
+
+def test_a_fresh_interpreter_builds_the_same_bytes(built, sample_dir, tmp_path):
+    """Another hash seed changes set and dict-of-hash orders; the bytes must not change."""
+    env = {
+        **os.environ,
+        "PYTHONHASHSEED": "12345",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = tmp_path / "site"
+    code = (
+        "import sys; from pathlib import Path; from kdbench.leaderboard import build_site; "
+        "build_site(Path(sys.argv[1]), Path(sys.argv[2]), protocol_versions={})"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(sample_dir), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _site_bytes(out) == _site_bytes(built.out)
+
+
+def test_check_finds_changed_missing_and_extra_files(built, sample_dir, tmp_path):
+    out = tmp_path / "site"
+    shutil.copytree(built.out, out)
+    assert check_site(sample_dir, out, protocol_versions={}).up_to_date
+    (out / "index.html").write_text("edited")
+    (out / "methods.html").unlink()
+    (out / "notes.txt").write_text("hello")
+    report = check_site(sample_dir, out, protocol_versions={})
+    assert not report.up_to_date
+    assert (report.differing, report.missing, report.extra) == (
+        ["index.html"],
+        ["methods.html"],
+        ["notes.txt"],
+    )
+    assert (out / "index.html").read_text() == "edited"  # a check writes nothing
+
+
+def test_rebuild_removes_stale_pages_and_keeps_unchanged_files(tmp_path):
+    records = tmp_path / "records"
+    paths = write_records(records, [make_record(method=m) for m in ("a", "b", "c")])
+    out = tmp_path / "site"
+    first = build_site(records, out, protocol_versions={})
+    assert first.written == first.files
+    again = build_site(records, out, protocol_versions={})
+    assert again.written == 0 and again.removed == []
+    run_id = json.loads(paths[1].read_text())["run_id"]
+    paths[1].unlink()
+    third = build_site(records, out, protocol_versions={})
+    assert f"runs/{run_id}.html" in third.removed and "methods/b.html" in third.removed
+    assert f"raw/{paths[1].relative_to(records).as_posix()}" in third.removed
+    assert check_site(records, out, protocol_versions={}).up_to_date
+
+
+def test_a_folder_the_build_did_not_write_is_refused(tmp_path):
+    write_records(tmp_path / "records", [make_record()])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(SiteError, match="not empty and was not built"):
+        build_site(tmp_path / "records", tmp_path / "mine", protocol_versions={})
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_a_missing_records_folder_is_an_error(tmp_path):
+    with pytest.raises(SiteError, match=r"records folder .*nowhere does not exist"):
+        build_site(tmp_path / "nowhere", tmp_path / "site", protocol_versions={})
+
+
+def test_an_empty_records_folder_builds_an_empty_site(tmp_path):
+    (tmp_path / "records").mkdir()
+    report = build_site(tmp_path / "records", tmp_path / "site", protocol_versions={})
+    assert report.tables == []
+    assert "No records yet" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_a_site_inside_its_records_folder_is_not_read_back(tmp_path):
+    records = tmp_path / "records"
+    write_records(records, [make_record(method="a")])
+    first = build_site(records, records / "site", protocol_versions={})
+    again = build_site(records, records / "site", protocol_versions={})
+    assert len(first.intake.files) == len(again.intake.files) == 1
+    assert again.written == 0

@@ -1,0 +1,82 @@
+"""Number formatting, file names and links: the small rules every page relies on."""
+
+import pytest
+
+from kdbench.leaderboard.devices import fingerprint_id, fingerprint_summary, short_id
+from kdbench.leaderboard.formatting import format_ci, format_number, sort_key_text
+from kdbench.leaderboard.links import relative, safe_url, slug
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (61.5333, "61.53"),
+        (123.456, "123.5"),
+        (4321.9, "4322"),
+        (0.01234, "0.0123"),
+        (0.5, "0.500"),
+        (0.0, "0.00"),
+        (-0.0001, "-0.000100"),
+        (None, "n/a"),
+    ],
+)
+def test_format_number(value, text):
+    assert format_number(value) == text
+
+
+def test_ci_uses_the_means_decimals_and_sort_keys_are_exact():
+    assert format_ci(61.5, 0.4) == "± 0.40"
+    assert format_ci(61.5, None) == ""
+    assert format_number(-0.001, 2) == "0.00"
+    assert sort_key_text(0.1 + 0.2) == "0.30000000000000004"
+    assert sort_key_text(None) == ""
+
+
+@pytest.mark.parametrize(
+    "name", ["kd", "dinov2_small.v1", "KD", "timm:vit", "../../etc/passwd", "<script>", "", "a b"]
+)
+def test_slugs_are_safe_file_names(name):
+    s = slug(name)
+    assert s and "/" not in s and ".." not in s and s == s.lower()
+    assert all(c.isalnum() or c in "-_." for c in s)
+
+
+def test_slugs_keep_safe_names_and_separate_the_others():
+    assert slug("kd") == "kd"
+    assert slug("KD") != slug("kd")
+    assert slug("a b") != slug("a-b")
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://example.org/x?a=1", True),
+        ("http://example.org", True),
+        ("HTTPS://EXAMPLE.ORG", True),
+        ("javascript:alert(1)", False),
+        ("data:text/html,hi", False),
+        ("//example.org", False),
+        ("https://", False),
+        ("https://exa mple.org", False),
+        ("https://example.org/\nx", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_safe_url_allows_only_http(url, ok):
+    assert safe_url(url) == (url if ok else None)
+
+
+def test_relative_links():
+    assert relative("index.html", "methods/kd.html") == "methods/kd.html"
+    assert relative("protocols/embedded/fewshot.html", "static/x.css") == "../../static/x.css"
+    assert relative("runs/a.html", "raw/embedded/a b#.json") == "../raw/embedded/a%20b%23.json"
+
+
+def test_fingerprints():
+    gpu = {"gpu": "H100", "driver": "550.54", "cpu": "Xeon"}
+    assert fingerprint_id({"id": "lab-gpu-1", "gpu": "H100"}) == "lab-gpu-1"
+    assert fingerprint_id(gpu) == fingerprint_id(dict(reversed(gpu.items())))
+    assert len(fingerprint_id(gpu)) == 64 and len(short_id(fingerprint_id(gpu))) == 12
+    assert fingerprint_summary(gpu) == "H100 · Xeon · driver 550.54"
+    assert fingerprint_summary({"weird": 1}) == "weird=1"
