@@ -93,7 +93,8 @@ def test_a_class_too_small_for_the_episodes_is_named_with_the_counts():
     labels = np.repeat(np.arange(6), 20)
     labels = labels[labels != 4].tolist() + [4] * 12
     names = ["ant", "bee", "cat", "dog", "eel", "fox"]
-    with pytest.raises(ValueError, match=r"need 20 images per class.*'eel' \(label 4\) has 12") as info:
+    message = r"need 20 images per class.*'eel' \(label 4\) has 12"
+    with pytest.raises(ValueError, match=message) as info:
         sample_episodes(labels, 5, 5, 15, 10, seed=0, class_names=names)
     assert "shots + queries" in str(info.value)
     with pytest.raises(ValueError, match="need at least 5 classes"):

@@ -9,11 +9,10 @@ from kdbench.metrics.stats import mean_ci95, proportion_ci95
 __all__ = [
     "auroc",
     "binary_macro_f1",
+    "confusion_matrix",
     "fpr_at_tpr",
     "linear_cka",
     "mean_ci95",
+    "miou",
     "proportion_ci95",
 ]
-    )
-    register(
-__all__ = ["confusion_matrix", "linear_cka", "mean_ci95", "miou", "proportion_ci95"]
