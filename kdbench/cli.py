@@ -215,20 +215,13 @@ def schema_command() -> None:
 
 def _add_subcommands() -> None:
     """Command groups that live beside the code they drive."""
-    import importlib
+    from kdbench.device import cli as device_cli
+    from kdbench.leaderboard import cli as leaderboard_cli
+    from kdbench.world import cli as world_cli
 
-    for module, name in (
-        ("kdbench.world.cli", "world"),
-        ("kdbench.device.cli", "device"),
-        ("kdbench.leaderboard.cli", "leaderboard"),
-    ):
-        try:
-            sub = importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name is None or not module.startswith(error.name):
-                raise
-            continue
-        sub.register(app, name)
+    world_cli.register(app, "world")
+    device_cli.register(app, "device")
+    leaderboard_cli.register(app, "leaderboard")
 
 
 _add_subcommands()
