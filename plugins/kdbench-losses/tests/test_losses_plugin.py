@@ -6,23 +6,13 @@ from kdbench_losses import LOSSES, METHODS
 
 from kdbench import plugins, runner
 from kdbench.results import load_record
-
-RANDOM_BACKBONES = {
-    "distill.teacher.options": {"pretrained": False},
-    "distill.student.options": {"pretrained": False},
-    "distill.teacher_epochs": 1,
-    "distill.student_epochs": 1,
-}
+from kdbench.testing import TINY_DISTILL, isolated_kdbench
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("KDBENCH_LOAD_PLUGINS", raising=False)
-    plugins.reset()
-    yield
-    plugins.reset()
+def _isolated(tmp_path):
+    with isolated_kdbench(tmp_path / "cache"):
+        yield
 
 
 def test_the_entry_point_registers_every_loss_and_method():
@@ -41,7 +31,7 @@ def test_every_method_runs_the_distill_protocol(tmp_path):
     registry = plugins.get_registry()
     names = [m.name for m in METHODS]
     units, unsupported = runner.plan(
-        registry, protocols=["distill"], methods=names, smoke=True, overrides=RANDOM_BACKBONES
+        registry, protocols=["distill"], methods=names, smoke=True, overrides=TINY_DISTILL
     )
     assert not unsupported and len(units) == len(names)
     report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)

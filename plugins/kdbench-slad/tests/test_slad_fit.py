@@ -12,24 +12,14 @@ from kdbench.distillation import Classifier
 from kdbench.losses import kd_kl
 from kdbench.models.adapters import LoRA
 from kdbench.results import load_record
+from kdbench.testing import TINY_DISTILL, isolated_kdbench
 from kdbench.world.models import build_vit
-
-RANDOM_BACKBONES = {
-    "distill.teacher.options": {"pretrained": False},
-    "distill.student.options": {"pretrained": False},
-    "distill.teacher_epochs": 1,
-    "distill.student_epochs": 1,
-}
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("KDBENCH_LOAD_PLUGINS", raising=False)
-    plugins.reset()
-    yield
-    plugins.reset()
+def _isolated(tmp_path):
+    with isolated_kdbench(tmp_path / "cache"):
+        yield
 
 
 def test_the_joint_loss_is_ce_plus_ce_plus_kd_and_updates_both_models():
@@ -66,7 +56,7 @@ def test_slad_and_a_two_stage_baseline_run_the_distill_protocol(tmp_path):
     registry = plugins.get_registry()
     names = ["slad", "kd-ft"]
     units, unsupported = runner.plan(
-        registry, protocols=["distill"], methods=names, smoke=True, overrides=RANDOM_BACKBONES
+        registry, protocols=["distill"], methods=names, smoke=True, overrides=TINY_DISTILL
     )
     assert not unsupported
     report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)
