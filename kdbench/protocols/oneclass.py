@@ -61,6 +61,7 @@ from kdbench.metrics.ranking import auroc_rows, binary_macro_f1_rows, fpr_at_tpr
 from kdbench.models.backbone import Backbone, Features
 from kdbench.models.image_text import ImageTextModel
 from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
+from kdbench.protocols.base_training import base_supports
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
 from kdbench.seeding import rng
@@ -718,16 +719,7 @@ class OneClass(Protocol):
         }
 
     def supports(self, method: Component) -> str | None:
-        reason = super().supports(method)
-        if reason is not None:
-            return reason
-        obj: Method = method.load()
-        if obj.recipe is None and not obj.reference:
-            return (
-                f"method {method.name!r} brings its own fit; oneclass trains recipes "
-                "(a student with a text-space head on the base classes)"
-            )
-        return None
+        return super().supports(method) or base_supports(method)
 
     # -- one unit ------------------------------------------------------------------------
     def run(self, context: UnitContext) -> UnitResult:
