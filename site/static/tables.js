@@ -1,0 +1,104 @@
+/* Sortable, filterable leaderboard tables. No dependencies; the pages read fine without it.
+ *
+ * A table with class "lb-table" gets a button in each header cell whose data-type is
+ * "number" or "text". Cells sort by their data-sort attribute (else their text); empty
+ * values always go last. A number column first sorts best-first (data-better). An
+ * <input class="table-filter" data-table="ID"> shows only the rows containing its text.
+ */
+(function () {
+  "use strict";
+
+  function sortValue(row, index, type) {
+    var cell = row.cells[index];
+    if (!cell) return null;
+    var raw = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent;
+    raw = raw.trim();
+    if (raw === "") return null;
+    if (type === "number") {
+      var number = parseFloat(raw);
+      return isNaN(number) ? null : number;
+    }
+    return raw.toLowerCase();
+  }
+
+  function compare(a, b, descending) {
+    if (a === null && b === null) return 0;
+    if (a === null) return 1;
+    if (b === null) return -1;
+    var order = a < b ? -1 : a > b ? 1 : 0;
+    return descending ? -order : order;
+  }
+
+  function sortTable(table, header, descending) {
+    var index = header.cellIndex;
+    var type = header.getAttribute("data-type");
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows).map(function (row, position) {
+      return { row: row, key: sortValue(row, index, type), position: position };
+    });
+    rows.sort(function (a, b) {
+      return compare(a.key, b.key, descending) || a.position - b.position;
+    });
+    rows.forEach(function (item) { body.appendChild(item.row); });
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
+      th.removeAttribute("aria-sort");
+    });
+    header.setAttribute("aria-sort", descending ? "descending" : "ascending");
+  }
+
+  function setUpSorting(table) {
+    if (!table.tHead || !table.tBodies.length) return;
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (header) {
+      var type = header.getAttribute("data-type");
+      if (type !== "number" && type !== "text") return;
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "sort-button";
+      button.title = "Sort by this column";
+      while (header.firstChild) button.appendChild(header.firstChild);
+      header.appendChild(button);
+      button.addEventListener("click", function () {
+        var current = header.getAttribute("aria-sort");
+        var descending;
+        if (current === "descending") descending = false;
+        else if (current === "ascending") descending = true;
+        else descending = type === "number" && header.getAttribute("data-better") === "higher";
+        sortTable(table, header, descending);
+      });
+    });
+  }
+
+  function setUpFilter(input) {
+    var table = document.getElementById(input.getAttribute("data-table"));
+    if (!table || !table.tBodies.length) return;
+    var tools = input.closest(".table-tools");
+    var count = tools ? tools.querySelector(".table-count") : null;
+    var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+    function apply() {
+      var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+      var shown = 0;
+      rows.forEach(function (row) {
+        var text = row.textContent.toLowerCase();
+        var match = words.every(function (word) { return text.indexOf(word) !== -1; });
+        row.hidden = !match;
+        if (match) shown += 1;
+      });
+      if (count) count.textContent = shown + " of " + rows.length + " rows";
+    }
+    input.addEventListener("input", apply);
+    if (tools) tools.hidden = false;
+    apply();
+  }
+
+  function init() {
+    document.documentElement.classList.add("js");
+    Array.prototype.forEach.call(document.querySelectorAll("table.lb-table"), setUpSorting);
+    Array.prototype.forEach.call(document.querySelectorAll("input.table-filter"), setUpFilter);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();
