@@ -2,6 +2,7 @@
 vectorised scoring, the image–text teachers, and end-to-end runs on both suites."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -492,3 +493,11 @@ def test_standard_suite_on_fixtures_with_a_local_clip(tiny_clip_file, tmp_path):
     assert not report.failed, [o.message for o in report.failed]
     record = load_record(report.outcomes[0].path)
     assert record.metric("auroc_uniform").n == 3  # the fixture's three classes with images
+
+
+def test_open_clip_missing_says_which_extra_to_install(monkeypatch):
+    from kdbench.models.image_text import open_clip_model
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)
+    with pytest.raises(ImportError, match=r"pip install 'kdbench\[clip\]'"):
+        open_clip_model("ViT-B-16", pretrained=None)

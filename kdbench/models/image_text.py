@@ -206,7 +206,13 @@ def open_clip_model(
     or a local checkpoint file; ``weights`` is a synonym for a local file. ``pretrained=None``
     or ``False`` gives random weights (tests).
     """
-    import open_clip
+    try:
+        import open_clip
+    except ImportError as error:
+        raise ImportError(
+            f"teacher 'open_clip:{model_name}' needs the open_clip package: "
+            "pip install 'kdbench[clip]'"
+        ) from error
 
     source: str | None
     if weights is not None:
