@@ -13,7 +13,8 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,39 @@ def _read(sensor: EnergySensor | None) -> float | None:
     return None if sensor is None else sensor.read_joules()
 
 
+@dataclass
+class _Edges:
+    start: int = 0
+    end: int = 0
+    joules: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start) / 1e9
+
+
+@contextmanager
+def _window(sensor: EnergySensor | None, sync: Callable[[], None]) -> Iterator[_Edges]:
+    """The edges of a timed window: garbage collection off inside, the device synchronised
+    before the start, the clock and the energy counter read at both ends. The body leaves
+    the device synchronised (its last work waited for) before the window ends."""
+    edges = _Edges()
+    gc_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        sync()
+        start_joules = _read(sensor)
+        edges.start = time.perf_counter_ns()
+        yield edges
+        edges.end = time.perf_counter_ns()
+        end_joules = _read(sensor)
+        if start_joules is not None and end_joules is not None:
+            edges.joules = end_joules - start_joules
+    finally:
+        if gc_enabled:
+            gc.enable()
+
+
 def time_queries(
     fn: Callable[[torch.Tensor], Any],
     inputs: Sequence[torch.Tensor],
@@ -89,14 +123,9 @@ def time_queries(
         fn(inputs[i % n_inputs])
         sync()
     samples: list[int] = []
-    gc_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        sync()
-        start_joules = _read(sensor)
-        start = time.perf_counter_ns()
-        deadline = start + int(seconds * 1e9)
-        i = 0
+    i = 0
+    with _window(sensor, sync) as edges:
+        deadline = edges.start + int(seconds * 1e9)
         while True:
             x = inputs[i % n_inputs]
             sync()
@@ -108,13 +137,7 @@ def time_queries(
             i += 1
             if i >= tier.min_queries and t1 >= deadline:
                 break
-        end = time.perf_counter_ns()
-        end_joules = _read(sensor)
-    finally:
-        if gc_enabled:
-            gc.enable()
-    joules = None if start_joules is None or end_joules is None else end_joules - start_joules
-    return Window((end - start) / 1e9, i, i * int(inputs[0].shape[0]), samples, joules)
+    return Window(edges.seconds, i, i * int(inputs[0].shape[0]), samples, edges.joules)
 
 
 def time_throughput(
@@ -130,25 +153,14 @@ def time_throughput(
     """Run ``fn(batch)`` back to back, synchronising only at the window's edges."""
     for _ in range(warmup):
         fn(batch)
-    gc_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        sync()
-        start_joules = _read(sensor)
-        start = time.perf_counter_ns()
-        deadline = start + int(min_seconds * 1e9)
-        calls = 0
+    calls = 0
+    with _window(sensor, sync) as edges:
+        deadline = edges.start + int(min_seconds * 1e9)
         while calls < min_batches or time.perf_counter_ns() < deadline:
             fn(batch)
             calls += 1
         sync()
-        end = time.perf_counter_ns()
-        end_joules = _read(sensor)
-    finally:
-        if gc_enabled:
-            gc.enable()
-    joules = None if start_joules is None or end_joules is None else end_joules - start_joules
-    return Window((end - start) / 1e9, calls, calls * int(batch.shape[0]), [], joules)
+    return Window(edges.seconds, calls, calls * int(batch.shape[0]), [], edges.joules)
 
 
 def idle_power(sensor: EnergySensor, seconds: float, sync: Callable[[], None]) -> float:
