@@ -24,7 +24,8 @@ from kdbench.device.flops import FlopCount, count_flops, count_params
 from kdbench.device.memory import MemoryReading, peak_memory
 from kdbench.device.precision import PRECISIONS, prepare, quiet_quantization, strict_fp32, suffix
 from kdbench.device.precision import support as precision_support
-from kdbench.device.sensors import EnergySensor
+from kdbench.device.sensors import EnergySensor, SensorChoice
+from kdbench.device.subject import image_pool
 from kdbench.device.threads import pinned_threads
 from kdbench.device.timing import (
     Tier,
@@ -368,3 +369,28 @@ def measure(
         seconds=time.perf_counter() - started,
         notes=notes,
     )
+
+
+def measure_on_pool(
+    model: nn.Module,
+    config: dict[str, Any],
+    *,
+    seed: int,
+    device: str,
+    choice: SensorChoice,
+    log: Any = None,
+) -> tuple[torch.Tensor, DeviceReport]:
+    """Measure ``model`` as the device protocol does: on its seeded pool of
+    ``config["pool_images"]`` Shapes images at the model's input size, with the sensor
+    ``choice`` picked. Returns the pool (its digest goes into records) and the report."""
+    pool = image_pool(config["pool_images"], seed, model.input_size)
+    report = measure(
+        model,
+        pool,
+        MeasureConfig.from_config(config),
+        device=device,
+        sensor=choice.sensor,
+        energy_reason=choice.reason,
+        log=log,
+    )
+    return pool, report

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kdbench.device.measure import DeviceReport, MeasureConfig, measure
+from kdbench.device.measure import DeviceReport, measure_on_pool
 from kdbench.device.precision import parse_precisions
 from kdbench.device.sensors import select_sensor
-from kdbench.device.subject import image_pool, load_backbone
+from kdbench.device.subject import load_backbone
 from kdbench.registry import Registry
 
 
@@ -94,16 +94,7 @@ def profile_model(
         registry, kind, {"name": registered, "options": options}, img_size, True
     )
     choice = select_sensor(registry, sensor, device)
-    pool = image_pool(config["pool_images"], seed, backbone.input_size)
-    report = measure(
-        backbone,
-        pool,
-        MeasureConfig.from_config(config),
-        device=device,
-        sensor=choice.sensor,
-        energy_reason=choice.reason,
-        log=log,
-    )
+    _, report = measure_on_pool(backbone, config, seed=seed, device=device, choice=choice, log=log)
     return Profile(registered, kind, options, report, notes)
 
 

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from kdbench.device.figures import DEVICE_METRICS
-from kdbench.device.measure import MeasureConfig, measure
+from kdbench.device.measure import measure_on_pool
 from kdbench.device.precision import PRECISIONS, parse_precisions
 from kdbench.device.sensors import select_sensor
-from kdbench.device.subject import image_pool, load_backbone
+from kdbench.device.subject import load_backbone
 from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
 from kdbench.registry import Component
 from kdbench.results import ComponentRef
@@ -144,15 +144,8 @@ class Device(Protocol):
             components["sensor"] = ComponentRef(**choice.component.ref())
         elif choice.reason:
             notes.append(f"energy: {choice.reason}")
-        pool = image_pool(config["pool_images"], context.seed, backbone.input_size)
-        report = measure(
-            backbone,
-            pool,
-            MeasureConfig.from_config(config),
-            device=device,
-            sensor=choice.sensor,
-            energy_reason=choice.reason,
-            log=lambda msg: None,
+        pool, report = measure_on_pool(
+            backbone, config, seed=context.seed, device=device, choice=choice
         )
         from kdbench.world import ShapesWorld
 
