@@ -39,12 +39,11 @@ def user_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from kdbench.plugins import PluginLoadError
-        from kdbench.registry import RegistryError
+        from kdbench.errors import UserError
 
         try:
             return func(*args, **kwargs)
-        except (RegistryError, PluginLoadError, ValueError, FileNotFoundError) as error:
+        except (UserError, ValueError, FileNotFoundError) as error:
             _fail(str(error))
 
     return wrapper  # type: ignore[return-value]

@@ -24,14 +24,11 @@ from typing import Any
 import pluggy
 
 from kdbench import __version__, hookspecs
+from kdbench.errors import PluginLoadError
 from kdbench.registry import Component, Provider, Register, Registry
 
 ENTRY_POINT_GROUP = "kdbench"
 BUILTIN_PLUGIN = "kdbench.builtins"
-
-
-class PluginLoadError(RuntimeError):
-    """A plugin could not be loaded and ``KDBENCH_STRICT_PLUGINS`` is set."""
 
 
 @dataclass

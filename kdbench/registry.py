@@ -16,24 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kdbench.errors import ComponentCollisionError, RegistryError, UnknownComponentError
 from kdbench.hookspecs import KINDS
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(:\*)?$")
-
-
-class RegistryError(Exception):
-    """Base class for registry problems; the message says what to do."""
-
-
-class UnknownComponentError(RegistryError, KeyError):
-    """A name that no plugin registered."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
-
-
-class ComponentCollisionError(RegistryError):
-    """Two plugins registered the same name for one kind."""
 
 
 @dataclass(frozen=True)

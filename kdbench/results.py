@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdbench.atomic import atomic_write_text
+from kdbench.errors import RecordError
 
 SCHEMA_VERSION = 1
 
@@ -247,15 +248,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.field}: {self.message}"
-
-
-class RecordError(ValueError):
-    """A record that cannot be loaded; ``problems`` says where and what."""
-
-    def __init__(self, path: Path, problems: list[Problem]):
-        self.path = path
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 def _reject_constant(token: str) -> float:

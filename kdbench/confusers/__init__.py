@@ -37,23 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from kdbench.errors import ConfuserError, MissingTargetError
 from kdbench.seeding import rng
 
 FILE_FORMAT = "kdbench-confusers"
 FILE_FORMAT_VERSION = 1
 SHIPPED = Path(__file__).parent
 """Folder of the confuser files kdbench ships (``<dataset>-v<version>.json``)."""
-
-
-class ConfuserError(ValueError):
-    """A confuser file or a source's answer that cannot be used; the message says why."""
-
-
-class MissingTargetError(ConfuserError, KeyError):
-    """A source has no confusers for a target."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

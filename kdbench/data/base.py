@@ -12,15 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from kdbench.errors import DatasetError, DatasetNotFoundError
+
 IGNORE_INDEX = 255
-
-
-class DatasetError(ValueError):
-    """A dataset that is not in the expected layout or holds values it should not."""
-
-
-class DatasetNotFoundError(DatasetError, FileNotFoundError):
-    """A dataset folder or file that does not exist."""
 
 
 def require(path: Path, what: str) -> Path:

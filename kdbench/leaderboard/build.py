@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdbench.errors import SiteError
 from kdbench.leaderboard.aggregate import Table, build_tables
 from kdbench.leaderboard.costs import device_costs
 from kdbench.leaderboard.intake import Intake, read_and_screen, registered_protocol_versions
@@ -19,10 +20,6 @@ from kdbench.leaderboard.render import SiteRenderer
 
 #: The file in a built site that lists every file the build wrote.
 MANIFEST = ".kdbench-site"
-
-
-class SiteError(ValueError):
-    """A problem the user can fix (a missing records folder, an unsafe output folder)."""
 
 
 @dataclass

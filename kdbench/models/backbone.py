@@ -18,9 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class WeightsError(FileNotFoundError):
-    """Weights that are missing, unreadable, or cannot be fetched (offline)."""
+from kdbench.errors import WeightsError
 
 
 @dataclass(frozen=True)

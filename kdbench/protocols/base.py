@@ -11,14 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from kdbench.errors import ConfigError
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity, Metric
 
 SUITES = ("embedded", "standard")
-
-
-class ConfigError(ValueError):
-    """A protocol configuration or override that cannot be used."""
 
 
 @dataclass(frozen=True)
