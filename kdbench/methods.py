@@ -32,8 +32,9 @@ class LossTerm:
 class Recipe:
     """A method as data.
 
-    ``teacher_mode`` says how the teacher is adapted to a downstream task before distilling
-    (``lp`` linear probe, ``ft`` fine-tune, ``lora``; ``None``: no teacher is used);
+    ``teacher_mode`` says how the teacher is adapted to a downstream task before distilling:
+    ``lp`` (linear probe), ``ft`` (fine-tune), ``lora``, or the name of any registered adapter
+    (checked when the run is planned); ``None``: no teacher is used;
     ``student_init`` is ``pretrained`` or ``scratch``; ``transfer_set`` lets label-free
     losses also see the protocol's unlabelled transfer images.
     """
@@ -47,10 +48,12 @@ class Recipe:
     def __post_init__(self) -> None:
         if not self.losses:
             raise ValueError("a recipe needs at least one loss")
-        if self.teacher_mode is not None and self.teacher_mode not in TEACHER_MODES:
+        if self.teacher_mode is not None and (
+            not isinstance(self.teacher_mode, str) or not self.teacher_mode
+        ):
             raise ValueError(
-                f"teacher_mode must be one of {', '.join(TEACHER_MODES)} or None, "
-                f"not {self.teacher_mode!r}"
+                f"teacher_mode must be {', '.join(TEACHER_MODES)}, a registered adapter's name "
+                f"or None, not {self.teacher_mode!r}"
             )
         if self.student_init not in ("pretrained", "scratch"):
             raise ValueError(
@@ -76,12 +79,15 @@ class Method:
     description: str = ""
     recipe: Recipe | None = None
     fit: Callable[..., Any] | None = None
-    protocols: frozenset[str] | None = None
-    """Protocols the method applies to (None: every protocol that can run it)."""
     reference: bool = False
     subject: str = "student"
     """Which model the protocol scores: 'student', or 'teacher' for the teacher's row."""
     url: str | None = None
+    supports: Callable[[Any], str | None] | None = None
+    """Optional: ``supports(protocol) -> None`` if the method can run on ``protocol`` (a
+    :class:`~kdbench.protocols.base.Protocol`), else the reason it cannot. Judge from the
+    protocol's declared properties, not its name; protocols already refuse the subjects they
+    cannot score (see :mod:`kdbench.subjects`)."""
 
     def __post_init__(self) -> None:
         if self.recipe is not None and self.fit is not None:
@@ -101,26 +107,22 @@ class Method:
 
 
 CE = LossTerm("ce")
-BASE_PROTOCOLS = frozenset({"distill", "fewshot", "oneclass", "segmentation"})
 
 SUPERVISED = Method(
     "supervised",
     "Baseline: the student trained on labels alone, no teacher.",
     recipe=Recipe(losses=(CE,), teacher_mode=None, transfer_set=False),
-    protocols=BASE_PROTOCOLS,
 )
 KD = Method(
     "kd",
     "Hinton KD: cross-entropy plus T²·KL to the teacher's softened predictions (T=4).",
     recipe=Recipe(losses=(CE, LossTerm("kd", 1.0, {"temperature": 4.0})), teacher_mode="lp"),
-    protocols=BASE_PROTOCOLS,
     url="https://arxiv.org/abs/1503.02531",
 )
 FITNETS = Method(
     "fitnets",
     "FitNets: cross-entropy plus regression of the teacher's embedding through a projector.",
     recipe=Recipe(losses=(CE, LossTerm("fitnets", 1.0, {"on": "pooled"})), teacher_mode="lp"),
-    protocols=BASE_PROTOCOLS,
     url="https://arxiv.org/abs/1412.6550",
 )
 TEACHER = Method(
@@ -128,19 +130,16 @@ TEACHER = Method(
     "Reference: the teacher itself, scored where the student would be.",
     reference=True,
     subject="teacher",
-    protocols=frozenset({"fewshot", "oneclass", "segmentation", "device"}),
 )
 STUDENT = Method(
     "student",
     "Reference: the pretrained student as shipped, without distillation.",
     reference=True,
-    protocols=frozenset({"fewshot", "oneclass", "segmentation", "device"}),
 )
 SCRATCH = Method(
     "scratch",
     "Reference: the student architecture trained from random weights on labels alone.",
     recipe=Recipe(losses=(CE,), teacher_mode=None, student_init="scratch", transfer_set=False),
     reference=True,
-    protocols=frozenset({"distill"}),
 )
 BUILTIN_METHODS = (SUPERVISED, KD, FITNETS, TEACHER, STUDENT, SCRATCH)

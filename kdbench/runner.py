@@ -193,7 +193,7 @@ def plan(
         proto: Protocol = load_protocol(pc)
         config = proto.config(suite, smoke, per_protocol[pc.name])
         for mc in method_components:
-            reason = proto.supports(mc)
+            reason = proto.supports(mc, registry)
             if reason is not None:
                 unsupported.append((pc.name, mc.name, reason))
                 continue

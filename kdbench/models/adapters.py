@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models.backbone import Backbone
+
+if TYPE_CHECKING:
+    from kdbench.registry import Component, Registry
 
 
 class LoRALinear(nn.Module):
@@ -201,5 +204,11 @@ class SVF(Adapter):
 ADAPTERS: dict[str, type[Adapter]] = {
     cls.name: cls for cls in (LinearProbe, MultiLayer, FineTune, LoRA, SVF)
 }
-#: The distill protocol's teacher modes, as adapter names.
+#: Short names a recipe's ``teacher_mode`` may use for built-in adapters.
 TEACHER_MODES = {"lp": "linear", "ft": "finetune", "lora": "lora"}
+
+
+def teacher_adapter(registry: Registry, mode: str) -> Component:
+    """The registered adapter a recipe's ``teacher_mode`` names: one of the short names in
+    :data:`TEACHER_MODES` or any adapter name, a plugin's included."""
+    return registry.get("adapters", TEACHER_MODES.get(mode, mode))

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from kdbench.errors import ConfigError
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity, Metric
+from kdbench.subjects import Subject, subject_of
 
 SUITES = ("embedded", "standard")
 
@@ -91,6 +92,12 @@ class Protocol(ABC):
     description: ClassVar[str] = ""
     suites: ClassVar[tuple[str, ...]] = SUITES
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    unsupported: ClassVar[dict[Subject, str]] = {}
+    """Subjects (see :mod:`kdbench.subjects`) this protocol cannot score, with the reason
+    (``{method}`` is replaced by the method's name)."""
+    teacher_space: ClassVar[str] = "backbone"
+    """What the teacher's pooled output is to the losses: ``backbone`` (its own embedding)
+    or ``joint`` (an image–text space narrower than its layers)."""
 
     @abstractmethod
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
@@ -100,12 +107,15 @@ class Protocol(ABC):
     def run(self, context: UnitContext) -> UnitResult:
         """Run one unit and return its measurements."""
 
-    def supports(self, method: Component) -> str | None:
-        """``None`` if ``method`` can run here, else the reason it cannot."""
-        wanted = getattr(method.load(), "protocols", None)
-        if wanted is not None and self.name not in wanted:
-            return f"method {method.name!r} runs only on {', '.join(sorted(wanted))}"
-        return None
+    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
+        """``None`` if ``method`` can run here, else the reason it cannot: the protocol
+        refuses subjects it cannot score, then the method may refuse the protocol."""
+        obj = method.load()
+        reason = self.unsupported.get(subject_of(obj))
+        if reason is not None:
+            return reason.format(method=method.name)
+        own = getattr(obj, "supports", None)
+        return own(self) if callable(own) else None
 
     def metric(self, name: str) -> MetricSpec:
         for spec in self.metrics:

@@ -13,7 +13,6 @@ pretrained student as shipped.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,28 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.cache import (
-    cache_key,
-    cached_tensors,
-    load_module_state,
-    save_module_state,
-    tensor_digest,
-)
-from kdbench.distillation import (
-    Classifier,
-    HeadStep,
-    RecipeStep,
-    build_losses,
-    init_backbone,
-    needs_of,
-    teacher_tensors,
-)
-from kdbench.losses.base import LossShapes
+from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.distillation import Classifier, HeadStep, Needs, init_backbone, teacher_tensors
 from kdbench.methods import Method
+from kdbench.models.adapters import teacher_adapter
 from kdbench.models.backbone import Backbone
 from kdbench.protocols.base import UnitContext
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
+from kdbench.student_stage import CacheSlot, StageData, train_student
+from kdbench.subjects import Subject, pretrained_role, subject_of
 from kdbench.train import TrainConfig, fit, predict
 
 
@@ -190,29 +177,49 @@ def base_features(
     return cached_tensors("base-features", key, compute)[0]["features"]
 
 
-def base_supports(method: Component) -> str | None:
-    """Why ``method`` cannot run the base stage, or None."""
-    obj: Method = method.load()
-    if obj.recipe is None and not obj.reference:
-        return (
-            f"method {method.name!r} brings its own fit, which base-class protocols "
-            "cannot call; they run recipes"
-        )
-    return None
+BASE_UNSUPPORTED = {
+    Subject.FIT: (
+        "method {method!r} brings its own fit, which base-class protocols cannot call; they "
+        "run recipes"
+    ),
+    Subject.SCRATCH: (
+        "the base stage trains every student from random weights on the base labels, so the "
+        "from-scratch reference row {method!r} would repeat the label-only recipe's row "
+        "(supervised)"
+    ),
+}
+"""What a protocol built on the base stage cannot score (see ``Protocol.unsupported``)."""
+
+
+def frozen_teacher_reason(method: Component, registry: Registry | None) -> str | None:
+    """Why ``method`` cannot run where the teacher is used frozen (its recipe adapts the
+    teacher's backbone), or None."""
+    recipe = getattr(method.load(), "recipe", None)
+    mode = getattr(recipe, "teacher_mode", None)
+    if mode is None or registry is None:
+        return None
+    adapter = teacher_adapter(registry, mode).load()
+    if getattr(adapter, "frozen", False):
+        return None
+    return (
+        f"method {method.name!r} adapts the teacher's backbone (teacher_mode {mode!r}); this "
+        "protocol uses the teacher frozen, so only task-specific distillation runs it"
+    )
 
 
 def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
     """The backbone to score for this unit's method: trained (or loaded from the cache)."""
     registry, device = context.registry, context.device
     method: Method = context.method.load()
+    subject = subject_of(method)
     teacher_c = registry.get("teachers", base["teacher"]["name"])
     student_c = registry.get("students", base["student"]["name"])
     components = {
         "teacher": ComponentRef(**teacher_c.ref(), options=base["teacher"]["options"]),
         "student": ComponentRef(**student_c.ref(), options=base["student"]["options"]),
     }
-    if method.recipe is None:  # reference rows: nothing to train
-        role = "teacher" if method.subject == "teacher" else "student"
+    if subject in (Subject.TEACHER, Subject.STUDENT):  # reference rows: nothing to train
+        role = pretrained_role(subject)
         kind = "teachers" if role == "teacher" else "students"
         components["subject"] = components[role]
         return BaseStudent(
@@ -221,11 +228,13 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
             [f"reference row: the pretrained {role}, not trained here"],
         )
     recipe = method.recipe
+    assert recipe is not None, "Protocol.supports admits recipes and reference rows only"
     components["subject"] = components["student"]
     teacher = init_backbone(registry, "teachers", base["teacher"])
     data = load_base_data(base, context.suite, registry, context.progress)
     key = cache_key(
         "base-student",
+        2,  # the cached state is the student with its base-class head
         context.method.name,
         context.method.version,
         recipe.as_dict(),
@@ -234,80 +243,73 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         tensor_digest(teacher),
         data.digest,
     )
-    folder = context.cache_dir / "base-students"
     student = init_backbone(registry, "students", base["student"], pretrained=False)
-    for term in recipe.losses:
-        components[f"loss:{term.loss}"] = ComponentRef(
-            **registry.get("losses", term.loss).ref(),
-            options={"weight": term.weight, **dict(term.options)},
-        )
-    cached = load_module_state(student, folder, key)
-    if cached is not None:
-        return BaseStudent(
-            student.eval(),
-            components,
-            [
-                "base-class student reused from the cache (trained by an earlier unit with "
-                "the same method, seed and base config); its measured training time is reported"
-            ],
-            float(cached["train_seconds"]),
-        )
-
-    started = time.perf_counter()
     n_classes = len(data.class_names)
     classifier = Classifier(student, n_classes)
-    teacher_clf = Classifier(teacher.to(device).eval(), n_classes)
-    shapes = LossShapes(
-        student_dim=student.embed_dim,
-        teacher_dim=teacher.embed_dim,
-        num_classes=n_classes,
-        student_layers=student.num_layers,
-        teacher_layers=teacher.num_layers,
-    )
-    terms = build_losses(registry, recipe, shapes)
-    needs = needs_of(terms)
-    tensors: tuple[torch.Tensor, ...] = (data.images, data.labels)
-    notes = ["student trained from random weights on the base classes"]
-    if needs.uses_teacher:
-        pooled_only = needs.teacher <= {"logits", "pooled"}
-        feats = None
-        if "logits" in needs.teacher or pooled_only:  # frozen teacher embeddings, cached
-            feats = base_features(teacher, data, device=device, progress=context.progress)
-        if "logits" in needs.teacher:  # the teacher's base-class head: a linear probe
-            probe = TrainConfig(
-                epochs=base["probe_epochs"], batch_size=256, lr=base["probe_lr"], seed=context.seed
-            )
-            fit(
-                HeadStep(teacher_clf.head), (feats, data.labels), probe, device=device, desc="probe"
-            )
-            notes.append("teacher logits from a linear probe on its frozen base-class embeddings")
-        if pooled_only:  # everything the losses read follows from the embeddings
-            with torch.no_grad():
-                head = teacher_clf.head.cpu().eval()
-                by_key = {
-                    "pooled": feats,
-                    "logits": head(feats) if "logits" in needs.teacher else None,
-                }
-            tensors += tuple(by_key[k] for k in needs.teacher_keys())
-        else:
-            tensors += tuple(
-                teacher_tensors(
-                    teacher_clf, data.images, needs, device=device, progress=context.progress
-                )
-            )
-    fit(
-        RecipeStep(classifier, terms, needs),
-        tensors,
+    trained = train_student(
+        classifier,
+        recipe,
+        StageData(lambda: data.images, data.labels, n_classes),
         TrainConfig(
             epochs=base["epochs"], batch_size=base["batch_size"], lr=base["lr"], seed=context.seed
         ),
+        teacher=ProbedTeacher(teacher, data, base, context.seed),
+        registry=registry,
         device=device,
         checkpoint=context.work_dir / "base-student.pt",
+        cache=CacheSlot(context.cache_dir / "base-students", key),
         progress=context.progress,
         desc="base student",
     )
-    seconds = time.perf_counter() - started
-    save_module_state(
-        student, folder, key, {"train_seconds": seconds, "method": context.method.name}
-    )
-    return BaseStudent(student.eval(), components, notes, seconds)
+    components.update(trained.components)
+    notes = ["student trained from random weights on the base classes", *trained.notes]
+    return BaseStudent(student.eval(), components, notes, trained.seconds)
+
+
+class ProbedTeacher:
+    """The base stage's teacher: a frozen backbone whose logits come from a linear probe
+    fitted on its base-class embeddings (computed once and cached, like the embeddings the
+    pooled-only losses read)."""
+
+    def __init__(self, backbone: Backbone, data: BaseData, base: dict[str, Any], seed: int):
+        self.backbone = backbone
+        self.classifier = Classifier(backbone, len(data.class_names))
+        self.data, self.base, self.seed = data, base, seed
+        self.embed_dim, self.num_layers = backbone.embed_dim, backbone.num_layers
+        self._notes: list[str] = []
+
+    def outputs(
+        self,
+        images: torch.Tensor,
+        needs: Needs,
+        *,
+        device: str,
+        progress: Callable[..., Any] | None,
+    ) -> list[torch.Tensor]:
+        self.classifier.to(device).eval()
+        pooled_only = needs.teacher <= {"logits", "pooled"}
+        feats = None
+        if "logits" in needs.teacher or pooled_only:  # frozen teacher embeddings, cached
+            feats = base_features(self.backbone, self.data, device=device, progress=progress)
+        if "logits" in needs.teacher:  # the teacher's base-class head: a linear probe
+            probe = TrainConfig(
+                epochs=self.base["probe_epochs"],
+                batch_size=256,
+                lr=self.base["probe_lr"],
+                seed=self.seed,
+            )
+            head = HeadStep(self.classifier.head)
+            fit(head, (feats, self.data.labels), probe, device=device, desc="probe")
+            self._notes.append(
+                "teacher logits from a linear probe on its frozen base-class embeddings"
+            )
+        if not pooled_only:
+            return teacher_tensors(self.classifier, images, needs, device=device, progress=progress)
+        # everything the losses read follows from the embeddings
+        with torch.no_grad():
+            head = self.classifier.head.cpu().eval()
+            by_key = {"pooled": feats, "logits": head(feats) if "logits" in needs.teacher else None}
+        return [by_key[k] for k in needs.teacher_keys()]
+
+    def notes(self) -> list[str]:
+        return self._notes

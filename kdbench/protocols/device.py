@@ -16,7 +16,7 @@ the device fingerprint the figures are tied to.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -26,8 +26,8 @@ from kdbench.device.precision import PRECISIONS, parse_precisions
 from kdbench.device.sensors import select_sensor
 from kdbench.device.subject import load_backbone
 from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
-from kdbench.registry import Component
 from kdbench.results import ComponentRef
+from kdbench.subjects import Subject, pretrained_role, subject_of
 
 NOT_A_REFERENCE = (
     "device measures architectures, not training recipes (a distillation method does not "
@@ -44,12 +44,9 @@ class Device(Protocol):
     version = 1
     description = "Latency, throughput, FLOPs, memory and energy of the teacher and student."
     metrics = DEVICE_METRICS
-
-    def supports(self, method: Component) -> str | None:
-        obj = method.load()
-        if not getattr(obj, "reference", False):
-            return NOT_A_REFERENCE
-        return super().supports(method)
+    unsupported: ClassVar[dict[Subject, str]] = {
+        s: NOT_A_REFERENCE for s in (Subject.RECIPE, Subject.SCRATCH, Subject.FIT)
+    }
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
         if suite == "embedded":
@@ -122,7 +119,7 @@ class Device(Protocol):
         config, registry, device = dict(context.config), context.registry, context.device
         self._check(config, context.smoke)
         method = context.method.load()
-        role = "teacher" if getattr(method, "subject", "student") == "teacher" else "student"
+        role = pretrained_role(subject_of(method))
         backbone, options, notes = load_backbone(
             registry, f"{role}s", config[role], config["img_size"], config["random_if_missing"]
         )

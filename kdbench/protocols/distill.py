@@ -20,30 +20,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from kdbench.cache import cache_key, load_module_state, save_module_state, tensor_digest
-from kdbench.distillation import (
-    Classifier,
-    RecipeStep,
-    accuracy_counts,
-    build_losses,
-    fit_linear_probe,
-    init_backbone,
-    needs_of,
-    teacher_tensors,
-)
-from kdbench.losses.base import LossShapes
+from kdbench.distillation import Classifier, accuracy_counts, fit_linear_probe, init_backbone
+from kdbench.errors import UnknownComponentError
 from kdbench.methods import Method, Recipe
 from kdbench.metrics import linear_cka, proportion_ci95
-from kdbench.models.adapters import TEACHER_MODES
+from kdbench.models.adapters import teacher_adapter
 from kdbench.models.backbone import Backbone
 from kdbench.protocols.base import MetricSpec, Protocol, UnitContext, UnitResult
-from kdbench.registry import Registry
+from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
+from kdbench.student_stage import FrozenTeacher, StageData, train_student
+from kdbench.subjects import Subject
 from kdbench.train import TrainConfig, TrainResult, fit, predict
 
 
@@ -182,10 +175,26 @@ def load_task(
     )
 
 
+def teacher_lr(rates: dict[str, float], mode: str, frozen: bool) -> float:
+    """The teacher's learning rate for ``mode``: ``lr.<mode>`` when the config has it, else
+    the linear-probe rate for a frozen adapter and the fine-tuning rate for the others."""
+    if mode in rates:
+        return rates[mode]
+    return rates["lp" if frozen else "ft"]
+
+
 class Distill(Protocol):
     name = "distill"
     version = 1
     description = "Task-specific distillation: adapted teacher -> student on a downstream task."
+    unsupported: ClassVar[dict[Subject, str]] = {
+        subject: (
+            "method {method!r} is a reference row of a pretrained model; distill adapts both "
+            "models to the task: its reference rows are the adapted teacher (teacher_top1, in "
+            "every record) and the student from scratch (scratch)"
+        )
+        for subject in (Subject.TEACHER, Subject.STUDENT)
+    }
     metrics = (
         MetricSpec(
             "student_top1", True, "%", headline=True, description="Student top-1 on the test split."
@@ -202,6 +211,16 @@ class Distill(Protocol):
             description="Wall-clock training time (teacher adaptation + student).",
         ),
     )
+
+    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
+        reason = super().supports(method, registry)
+        mode = getattr(getattr(method.load(), "recipe", None), "teacher_mode", None)
+        if reason is None and mode is not None and registry is not None:
+            try:
+                teacher_adapter(registry, mode)
+            except UnknownComponentError as error:
+                return f"method {method.name!r}: teacher_mode {mode!r}: {error}"
+        return reason
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
         if suite == "embedded":
@@ -373,9 +392,9 @@ class Distill(Protocol):
         teacher, seconds = None, 0.0
         if recipe.teacher_mode is not None:
             teacher, seconds, cached = self._adapt_teacher(context, recipe, data, steps)
-            adapter = TEACHER_MODES[recipe.teacher_mode]
             components["teacher_adapter"] = ComponentRef(
-                **registry.get("adapters", adapter).ref(), options=dict(recipe.teacher_options)
+                **teacher_adapter(registry, recipe.teacher_mode).ref(),
+                options=dict(recipe.teacher_options),
             )
             if cached:
                 notes.append(
@@ -385,59 +404,29 @@ class Distill(Protocol):
         started = time.perf_counter()
         scratch = recipe.student_init == "scratch"
         backbone = init_backbone(registry, "students", config["student"], pretrained=not scratch)
-        student = Classifier(backbone, data.num_classes)
-        shapes = LossShapes(
-            student_dim=backbone.embed_dim,
-            teacher_dim=teacher.backbone.embed_dim if teacher is not None else None,
-            num_classes=data.num_classes,
-            student_layers=backbone.num_layers,
-            teacher_layers=teacher.backbone.num_layers if teacher is not None else 1,
-        )
-        terms = build_losses(registry, recipe, shapes)
-        for term in recipe.losses:
-            components[f"loss:{term.loss}"] = ComponentRef(
-                **registry.get("losses", term.loss).ref(),
-                options={"weight": term.weight, **dict(term.options)},
-            )
-        needs = needs_of(terms)
-        if needs.uses_teacher and teacher is None:
-            raise ValueError("the recipe's losses read the teacher but teacher_mode is None")
-        images, labels = data.train_images, data.train_labels
-        if recipe.transfer_set and needs.uses_teacher and len(data.transfer_images):
-            images = torch.cat([images, data.transfer_images])
-            labels = torch.cat([labels, torch.full((len(data.transfer_images),), -1)])
-        tensors = (images, labels)
-        if needs.uses_teacher:
-            tensors += tuple(
-                teacher_tensors(
-                    teacher.to(device).eval(),
-                    images,
-                    needs,
-                    device=device,
-                    progress=context.progress,
-                )
-            )
-            notes.append(
-                "teacher outputs computed once for the whole training set and reused "
-                "every epoch (frozen teacher, no augmentation)"
-            )
-        lr = config["lr"]["student_scratch" if scratch else "student"]
-        step = RecipeStep(student, terms, needs)
-        fit(
-            step,
-            tensors,
+        source = None
+        if teacher is not None:
+            source = FrozenTeacher(teacher, teacher.backbone.embed_dim, teacher.backbone.num_layers)
+        trained = train_student(
+            Classifier(backbone, data.num_classes),
+            recipe,
+            StageData(data.train_images, data.train_labels, data.num_classes, data.transfer_images),
             TrainConfig(
                 epochs=1,
                 steps=steps(config["student_epochs"]),
                 batch_size=config["batch_size"],
-                lr=lr,
+                lr=config["lr"]["student_scratch" if scratch else "student"],
                 seed=context.seed,
             ),
+            teacher=source,
+            registry=registry,
             device=device,
             checkpoint=context.work_dir / "student.pt",
             progress=context.progress,
-            desc="student",
         )
+        components.update(trained.components)
+        notes += trained.notes
+        student = trained.model
         return teacher, student, seconds + time.perf_counter() - started
 
     def _adapt_teacher(
@@ -447,9 +436,12 @@ class Distill(Protocol):
         teacher, mode, options, data and seed were adapted before."""
         config, registry, device = context.config, context.registry, context.device
         mode = recipe.teacher_mode
-        options = dict(config["lora"]) if mode == "lora" else {}
+        adapter_c = teacher_adapter(registry, mode)
+        adapter_cls = adapter_c.load()
+        options = dict(config["lora"]) if adapter_c.name == "lora" else {}
         options.update(recipe.teacher_options)
         backbone = init_backbone(registry, "teachers", config["teacher"])
+        lr = teacher_lr(config["lr"], mode, frozen=bool(getattr(adapter_cls, "frozen", False)))
         key = cache_key(
             "distill-teacher",
             self.version,
@@ -460,10 +452,10 @@ class Distill(Protocol):
             context.seed,
             config["teacher_epochs"],
             config["batch_size"],
-            config["lr"][mode],
+            lr,
         )
         folder = context.cache_dir / "distill-teachers"
-        adapter = registry.get("adapters", TEACHER_MODES[mode]).load()(**options)
+        adapter = adapter_cls(**options)
         adapter.apply(backbone)
         teacher = Classifier(backbone, data.num_classes)
         cached = load_module_state(teacher, folder, key)
@@ -473,7 +465,7 @@ class Distill(Protocol):
             epochs=1,
             steps=steps(config["teacher_epochs"]),
             batch_size=config["batch_size"],
-            lr=config["lr"][mode],
+            lr=lr,
             seed=context.seed,
         )
         t0 = time.perf_counter()

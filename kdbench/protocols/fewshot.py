@@ -39,10 +39,11 @@ from kdbench.fewshot import (
 from kdbench.models.backbone import Backbone
 from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
 from kdbench.protocols.base_training import (
+    BASE_UNSUPPORTED,
     base_features,
     base_student,
-    base_supports,
     default_base_config,
+    frozen_teacher_reason,
     load_base_data,
     world_images,
 )
@@ -122,6 +123,7 @@ class FewShot(Protocol):
     name = "fewshot"
     version = 1
     description = "1-shot and 5-shot NCM on novel classes from a student distilled on base classes."
+    unsupported = BASE_UNSUPPORTED
     metrics = (
         MetricSpec(
             "acc_1shot",
@@ -180,8 +182,8 @@ class FewShot(Protocol):
             **common,
         }
 
-    def supports(self, method: Component) -> str | None:
-        return super().supports(method) or base_supports(method)
+    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
+        return super().supports(method, registry) or frozen_teacher_reason(method, registry)
 
     def run(self, context: UnitContext) -> UnitResult:
         config, registry, device = context.config, context.registry, context.device
@@ -250,12 +252,12 @@ class FewShot(Protocol):
             base_effective_dim=scatter.effective_dim,
         )
 
-        method = context.method.name
         notes = list(subject.notes)
-        if method == "supervised":
+        recipe = getattr(context.method.load(), "recipe", None)
+        if recipe is not None and recipe.teacher_mode is None:
             notes.append(
-                "supervised is the from-scratch reference: the student from random weights "
-                "trained on base-class labels alone"
+                f"{context.method.name} uses no teacher: it is the from-scratch reference, the "
+                "student from random weights trained on base-class labels alone"
             )
         notes.append(
             f"{config['ways']}-way episodes with {config['queries']} queries per class; NCM "

@@ -30,13 +30,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdbench import subjects
 from kdbench.atomic import atomic_write_text
 from kdbench.cache import (
     cache_key,
@@ -61,7 +62,7 @@ from kdbench.metrics.ranking import auroc_rows, binary_macro_f1_rows, fpr_at_tpr
 from kdbench.models.backbone import Backbone, Features
 from kdbench.models.image_text import ImageTextModel
 from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
-from kdbench.protocols.base_training import base_supports
+from kdbench.protocols.base_training import BASE_UNSUPPORTED, frozen_teacher_reason
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
 from kdbench.seeding import rng
@@ -627,6 +628,14 @@ class OneClass(Protocol):
     name = "oneclass"
     version = 1
     description = "Zero-shot one-class classification with confusers, per taxonomy distance."
+    unsupported: ClassVar[dict[subjects.Subject, str]] = {
+        **BASE_UNSUPPORTED,
+        subjects.Subject.SCRATCH: (
+            "oneclass runs no from-scratch reference row ({method!r}): its student stage "
+            "adapts the pretrained student to the teacher's text space"
+        ),
+    }
+    teacher_space = "joint"
     metrics = (
         MetricSpec(
             "auroc",
@@ -718,8 +727,8 @@ class OneClass(Protocol):
             },
         }
 
-    def supports(self, method: Component) -> str | None:
-        return super().supports(method) or base_supports(method)
+    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
+        return super().supports(method, registry) or frozen_teacher_reason(method, registry)
 
     # -- one unit ------------------------------------------------------------------------
     def run(self, context: UnitContext) -> UnitResult:

@@ -52,7 +52,12 @@ from kdbench.models.adapters import Adapter
 from kdbench.models.backbone import Backbone
 from kdbench.models.heads import SegmentationHead
 from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
-from kdbench.protocols.base_training import base_student, base_supports, default_base_config
+from kdbench.protocols.base_training import (
+    BASE_UNSUPPORTED,
+    base_student,
+    default_base_config,
+    frozen_teacher_reason,
+)
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
 from kdbench.seeding import rng
@@ -463,6 +468,7 @@ class Segmentation(Protocol):
     name = "segmentation"
     version = 1
     description = "Few-shot semantic segmentation: a head on k images per class, mIoU."
+    unsupported = BASE_UNSUPPORTED
     metrics = _metric_specs()
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
@@ -518,8 +524,8 @@ class Segmentation(Protocol):
             config["adapted"].update(steps=2)
         return config
 
-    def supports(self, method: Component) -> str | None:
-        return super().supports(method) or base_supports(method)
+    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
+        return super().supports(method, registry) or frozen_teacher_reason(method, registry)
 
     # -- one unit ------------------------------------------------------------------------
     def run(self, context: UnitContext) -> UnitResult:

@@ -13,7 +13,7 @@ plugin imports no torch code.
 from __future__ import annotations
 
 from kdbench.hookspecs import hookimpl
-from kdbench.methods import BASE_PROTOCOLS, CE, LossTerm, Method, Recipe
+from kdbench.methods import CE, LossTerm, Method, Recipe
 
 __version__ = "0.1.0"
 
@@ -51,42 +51,48 @@ LOSSES = (
     ),
 )
 
+
+def _layers_at_embedding_width(protocol) -> str | None:
+    """SKILL projects the teacher's layers at its embedding width, which only holds where
+    the teacher's pooled output is its own embedding (not a narrower image-text space)."""
+    if getattr(protocol, "teacher_space", "backbone") != "backbone":
+        return (
+            "skill projects the teacher's layers at its embedding width, but here the "
+            "teacher's embedding is a joint image-text space narrower than its layers"
+        )
+    return None
+
+
 METHODS = (
     Method(
         "dkd",
         "Decoupled KD: cross-entropy plus DKD (α=1, β=8, T=4).",
         recipe=Recipe(losses=(CE, LossTerm("dkd", 1.0, {"alpha": 1.0, "beta": 8.0}))),
-        protocols=BASE_PROTOCOLS,
         url="https://arxiv.org/abs/2203.08679",
     ),
     Method(
         "nd",
         "KD++: cross-entropy, Hinton KD (T=4) and the ND norm-and-direction loss.",
         recipe=Recipe(losses=(CE, LossTerm("kd", 1.0, {"temperature": 4.0}), LossTerm("nd", 1.0))),
-        protocols=BASE_PROTOCOLS,
         url="https://arxiv.org/abs/2305.17007",
     ),
     Method(
         "cka",
         "CKA feature distillation: cross-entropy plus 1 - linear CKA of the embeddings.",
         recipe=Recipe(losses=(CE, LossTerm("cka", 1.0, {"on": "pooled"}))),
-        protocols=BASE_PROTOCOLS,
         url="https://arxiv.org/abs/2401.11824",
     ),
     Method(
         "affinity",
         "TinyCLIP-style affinity mimicking: cross-entropy plus image-image affinity KL.",
         recipe=Recipe(losses=(CE, LossTerm("affinity", 1.0, {"temperature": 0.1}))),
-        protocols=BASE_PROTOCOLS,
         url="https://arxiv.org/abs/2309.12314",
     ),
     Method(
         "skill",
         "SKILL-style layer groups: cross-entropy plus distillation of clustered teacher layers.",
         recipe=Recipe(losses=(CE, LossTerm("skill", 1.0, {"target": "mean"}))),
-        # Not oneclass: there the teacher's embedding is the joint image-text space, narrower
-        # than its layers, and the loss projects layers at the embedding width.
-        protocols=BASE_PROTOCOLS - {"oneclass"},
+        supports=_layers_at_embedding_width,
         url="https://arxiv.org/abs/2402.16830",
     ),
 )

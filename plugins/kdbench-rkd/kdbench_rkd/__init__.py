@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from kdbench.hookspecs import hookimpl
 from kdbench.losses import DistillationLoss, LossShapes
-from kdbench.methods import BASE_PROTOCOLS, CE, LossTerm, Method, Recipe
+from kdbench.methods import CE, LossTerm, Method, Recipe
 
 __version__ = "0.1.0"
 
@@ -58,7 +58,6 @@ RKD = Method(
     "rkd",
     "Relational KD: cross-entropy plus matching of pairwise distances and angles (RKD-DA).",
     recipe=Recipe(losses=(CE, LossTerm("rkd")), teacher_mode="lp"),
-    protocols=BASE_PROTOCOLS,
     url="https://arxiv.org/abs/1904.05068",
 )
 

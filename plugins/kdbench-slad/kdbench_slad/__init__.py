@@ -62,7 +62,7 @@ def slad_method(
         f"SLAD: teacher and student LoRA-adapted jointly, adapters shared through the "
         f"{mapping!r} layer mapping; CE + CE + T²·KL (T={temperature:g})."
     )
-    return Method(name, text, fit=fit, protocols=frozenset({"distill"}), url=URL)
+    return Method(name, text, fit=fit, url=URL)
 
 
 KD_RECIPE = (CE, LossTerm("kd", 1.0, {"temperature": 4.0}))
@@ -74,14 +74,12 @@ METHODS = (
         "kd-ft",
         "Two-stage baseline: teacher fine-tuned on the task, then Hinton KD (T=4).",
         recipe=Recipe(losses=KD_RECIPE, teacher_mode="ft"),
-        protocols=frozenset({"distill"}),
         url="https://arxiv.org/abs/1503.02531",
     ),
     Method(
         "kd-lora",
         "Two-stage baseline: teacher LoRA-adapted on the task, then Hinton KD (T=4).",
         recipe=Recipe(losses=KD_RECIPE, teacher_mode="lora"),
-        protocols=frozenset({"distill"}),
         url="https://arxiv.org/abs/1503.02531",
     ),
 )

@@ -79,7 +79,12 @@ def test_the_methods_and_their_settings():
     registry = plugins.get_registry()
     for name, mapping in (("slad", "even"), ("slad-first", "first"), ("slad-last", "last")):
         method = registry.get("methods", name).load()
-        assert method.protocols == {"distill"} and method.fit.keywords["mapping"] == mapping
+        assert method.fit.keywords["mapping"] == mapping
+    # own-fit methods and recipes that adapt the teacher's backbone run on distill alone
+    units, _ = runner.plan(
+        registry, methods=["slad", "slad-first", "kd-ft", "kd-lora"], smoke=True, seeds=[0]
+    )
+    assert {unit.protocol.name for unit in units} == {"distill"}
     for name, mode in (("kd-ft", "ft"), ("kd-lora", "lora")):
         recipe = registry.get("methods", name).load().recipe
         assert recipe.teacher_mode == mode

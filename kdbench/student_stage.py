@@ -1,0 +1,210 @@
+"""The one student-training stage: train a student with a method's recipe, or load it from
+the cache.
+
+Every protocol that trains a student (``distill`` on a downstream task, the base-class stage
+of ``fewshot`` and ``segmentation``, the text-space stage of ``oneclass``) calls
+:func:`train_student`. What differs between them is pluggable, not copied:
+
+- the **model** is the student with its head (a :class:`~kdbench.distillation.Classifier`,
+  a text-space head, ...): anything with a ``backbone`` and a ``features()`` method;
+- the **teacher source** (:class:`TeacherSource`) says how wide the teacher is and gives
+  the teacher outputs the recipe's losses read, for every training image, once: an adapted
+  classifier, a probed frozen backbone, an image–text model's joint space, ...;
+- the **data**, the **budget** (:class:`~kdbench.train.TrainConfig`) and the **cache slot**
+  (folder and key; ``None`` trains every time).
+
+The teacher is frozen while the student trains and there is no augmentation, so its outputs
+are computed once and travel with the batches as tensors (see :mod:`kdbench.distillation`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from kdbench.cache import load_module_state, save_module_state
+from kdbench.distillation import Needs, RecipeStep, build_losses, needs_of, teacher_tensors
+from kdbench.errors import ConfigError
+from kdbench.losses.base import LossShapes
+from kdbench.methods import Recipe
+from kdbench.registry import Registry
+from kdbench.results import ComponentRef
+from kdbench.train import TrainConfig, fit
+
+
+class TeacherSource(Protocol):
+    """Where a stage's teacher outputs come from."""
+
+    embed_dim: int
+    """Width of the teacher's pooled output, as the losses see it."""
+    num_layers: int
+    """Blocks the teacher's ``layers`` outputs index (1 when it has none)."""
+
+    def outputs(
+        self,
+        images: torch.Tensor,
+        needs: Needs,
+        *,
+        device: str,
+        progress: Callable[..., Any] | None,
+    ) -> list[torch.Tensor]:
+        """The outputs ``needs`` asks for, for every image, in ``needs.teacher_keys()`` order."""
+
+    def notes(self) -> list[str]:
+        """What the record should say about how the teacher outputs were made."""
+
+
+@dataclass
+class FrozenTeacher:
+    """A teacher model used as it is (``features(images, tokens, layers)`` with logits): its
+    outputs are computed in one pass over the training images."""
+
+    model: Any
+    embed_dim: int
+    num_layers: int
+
+    def outputs(
+        self,
+        images: torch.Tensor,
+        needs: Needs,
+        *,
+        device: str,
+        progress: Callable[..., Any] | None,
+    ) -> list[torch.Tensor]:
+        return teacher_tensors(
+            self.model.to(device).eval(), images, needs, device=device, progress=progress
+        )
+
+    def notes(self) -> list[str]:
+        return [
+            "teacher outputs computed once for the whole training set and reused every epoch "
+            "(frozen teacher, no augmentation)"
+        ]
+
+
+@dataclass
+class StageData:
+    """What the stage trains on: labelled images, and unlabelled transfer images that
+    label-free losses also see when the recipe asks for them (``recipe.transfer_set``)."""
+
+    images: Callable[[], torch.Tensor] | torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    transfer: torch.Tensor | None = None
+
+    def labelled(self) -> torch.Tensor:
+        return self.images() if callable(self.images) else self.images
+
+
+@dataclass
+class CacheSlot:
+    """Where a trained student is kept: ``folder/key.safetensors`` with its metadata."""
+
+    folder: Path
+    key: str
+
+
+@dataclass
+class TrainedStudent:
+    """What the stage returns: the trained model (in eval mode) and what to record."""
+
+    model: nn.Module
+    components: dict[str, ComponentRef]
+    seconds: float
+    cached: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def loss_components(registry: Registry, recipe: Recipe) -> dict[str, ComponentRef]:
+    """``loss:<name>`` component references of a recipe's losses, with weight and options."""
+    return {
+        f"loss:{term.loss}": ComponentRef(
+            **registry.get("losses", term.loss).ref(),
+            options={"weight": term.weight, **dict(term.options)},
+        )
+        for term in recipe.losses
+    }
+
+
+def train_student(
+    model: nn.Module,
+    recipe: Recipe,
+    data: StageData,
+    budget: TrainConfig,
+    *,
+    teacher: TeacherSource | None,
+    registry: Registry,
+    device: str,
+    checkpoint: Path,
+    cache: CacheSlot | None = None,
+    progress: Callable[..., Any] | None = None,
+    desc: str = "student",
+) -> TrainedStudent:
+    """Train ``model`` with ``recipe`` on ``data`` for ``budget``, or load it from ``cache``.
+
+    ``model`` must be built (its random initialisation drawn) before the call; the losses
+    are built after it, in that order, so a given seed gives the same student everywhere.
+    ``checkpoint`` is the unit's resumable training state.
+    """
+    components = loss_components(registry, recipe)
+    if cache is not None:
+        meta = load_module_state(model, cache.folder, cache.key)
+        if meta is not None:
+            return TrainedStudent(
+                model.eval(),
+                components,
+                float(meta["train_seconds"]),
+                cached=True,
+                notes=[
+                    "student reused from the cache (trained by an earlier unit with the same "
+                    "method, seed and stage config); its measured training time is reported"
+                ],
+            )
+
+    started = time.perf_counter()
+    backbone = model.backbone
+    shapes = LossShapes(
+        student_dim=backbone.embed_dim,
+        teacher_dim=teacher.embed_dim if teacher is not None else None,
+        num_classes=data.num_classes,
+        student_layers=backbone.num_layers,
+        teacher_layers=teacher.num_layers if teacher is not None else 1,
+    )
+    terms = build_losses(registry, recipe, shapes)
+    needs = needs_of(terms)
+    notes: list[str] = []
+    images, labels = data.labelled(), data.labels
+    if needs.uses_teacher:
+        if teacher is None or recipe.teacher_mode is None:
+            raise ConfigError(
+                "the recipe's losses read the teacher but its teacher_mode is None: set a "
+                "teacher_mode or drop the losses that read the teacher"
+            )
+        transfer = data.transfer
+        if recipe.transfer_set and transfer is not None and len(transfer):
+            images = torch.cat([images, transfer])
+            labels = torch.cat([labels, torch.full((len(transfer),), -1)])
+    tensors: tuple[torch.Tensor, ...] = (images, labels)
+    if needs.uses_teacher:
+        assert teacher is not None
+        tensors += tuple(teacher.outputs(images, needs, device=device, progress=progress))
+        notes += teacher.notes()
+    fit(
+        RecipeStep(model, terms, needs),  # type: ignore[arg-type]
+        tensors,
+        budget,
+        device=device,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc=desc,
+    )
+    seconds = time.perf_counter() - started
+    if cache is not None:
+        save_module_state(model, cache.folder, cache.key, {"train_seconds": seconds})
+    return TrainedStudent(model.eval(), components, seconds, cached=False, notes=notes)
