@@ -130,6 +130,37 @@ class Metric(_Strict):
         return self
 
 
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a protocol declares: its name, direction and unit."""
+
+    name: str
+    higher_is_better: bool
+    unit: str | None = None
+    headline: bool = False
+    description: str = ""
+
+    def __call__(
+        self,
+        value: float | None,
+        *,
+        ci95: float | None = None,
+        n: int | None = None,
+        reason: str | None = None,
+    ) -> Metric:
+        """A :class:`Metric` of this spec; ``value=None`` needs a ``reason``."""
+        return Metric(
+            name=self.name,
+            value=None if value is None else float(value),
+            ci95=None if ci95 is None else float(ci95),
+            n=n,
+            higher_is_better=self.higher_is_better,
+            unit=self.unit,
+            headline=self.headline,
+            reason=reason,
+        )
+
+
 class Cost(_Strict):
     train_seconds: float | None = Field(None, ge=0)
     eval_seconds: float | None = Field(None, ge=0)

@@ -9,7 +9,7 @@ support, or that was not asked for, is ``null`` with the reason, never left out.
 from __future__ import annotations
 
 from kdbench.device.precision import PRECISIONS, suffix
-from kdbench.protocols.base import MetricSpec
+from kdbench.results import MetricSpec
 
 # (base name, higher is better, unit, description)
 PER_PRECISION: tuple[tuple[str, bool, str | None, str], ...] = (

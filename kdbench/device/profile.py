@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdbench.device.defaults import default_device_config
 from kdbench.device.measure import DeviceReport, measure_on_pool
 from kdbench.device.precision import parse_precisions
 from kdbench.device.sensors import select_sensor
@@ -77,10 +78,8 @@ def profile_model(
     timm architectures are built with random weights unless ``weights`` names a file:
     weight values do not change the cost, and nothing is downloaded.
     """
-    from kdbench.protocols.device import Device
-
     kind, registered = resolve_model(registry, name)
-    config = Device().default_config("embedded", smoke)
+    config = default_device_config("embedded", smoke)
     config["throughput"]["batch_size"] = int(batch_size)
     if threads is not None:
         config["threads"] = int(threads)

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from kdbench.errors import ConfigError
 from kdbench.models.backbone import Backbone, WeightsError
-from kdbench.protocols.base import ConfigError
 from kdbench.registry import Registry
 from kdbench.seeding import rng
 

@@ -13,41 +13,10 @@ from typing import Any, ClassVar
 
 from kdbench.errors import ConfigError
 from kdbench.registry import Component, Registry
-from kdbench.results import ComponentRef, DatasetIdentity, Metric
+from kdbench.results import ComponentRef, DatasetIdentity, Metric, MetricSpec
 from kdbench.subjects import Subject, subject_of
 
 SUITES = ("embedded", "standard")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A metric a protocol declares: its name, direction and unit."""
-
-    name: str
-    higher_is_better: bool
-    unit: str | None = None
-    headline: bool = False
-    description: str = ""
-
-    def __call__(
-        self,
-        value: float | None,
-        *,
-        ci95: float | None = None,
-        n: int | None = None,
-        reason: str | None = None,
-    ) -> Metric:
-        """A :class:`Metric` of this spec; ``value=None`` needs a ``reason``."""
-        return Metric(
-            name=self.name,
-            value=None if value is None else float(value),
-            ci95=None if ci95 is None else float(ci95),
-            n=n,
-            higher_is_better=self.higher_is_better,
-            unit=self.unit,
-            headline=self.headline,
-            reason=reason,
-        )
 
 
 @dataclass

@@ -20,9 +20,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from kdbench.device.defaults import default_device_config
 from kdbench.device.figures import DEVICE_METRICS
 from kdbench.device.measure import measure_on_pool
-from kdbench.device.precision import PRECISIONS, parse_precisions
+from kdbench.device.precision import parse_precisions
 from kdbench.device.sensors import select_sensor
 from kdbench.device.subject import load_backbone
 from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
@@ -49,55 +50,7 @@ class Device(Protocol):
     }
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
-        if suite == "embedded":
-            config: dict[str, Any] = {
-                "teacher": {"name": "shapes-teacher", "options": {}},
-                "student": {"name": "shapes-student", "options": {}},
-                "img_size": 32,
-                "throughput": {
-                    "batch_size": 64,
-                    "warmup": 3,
-                    "min_batches": 10,
-                    "min_seconds": 1.0,
-                },
-            }
-        else:
-            config = {
-                "teacher": {
-                    "name": "timm:vit_base_patch14_dinov2.lvd142m",
-                    "options": {"pretrained": False},
-                },
-                "student": {
-                    "name": "timm:vit_small_patch14_dinov2.lvd142m",
-                    "options": {"pretrained": False},
-                },
-                "img_size": 224,
-                "throughput": {
-                    "batch_size": 64,
-                    "warmup": 3,
-                    "min_batches": 10,
-                    "min_seconds": 10.0,
-                },
-            }
-        config.update(
-            random_if_missing=True,
-            precisions=list(PRECISIONS),
-            threads=None,
-            pool_images=64,
-            latency={"warmup": 10, "min_queries": 1000, "min_seconds": 10.0},
-            sensor="auto",
-            idle_seconds=2.0,
-        )
-        if smoke:
-            config["latency"] = {"warmup": 10, "min_queries": 64, "min_seconds": 0.0}
-            config["throughput"] = {
-                "batch_size": 8,
-                "warmup": 1,
-                "min_batches": 2,
-                "min_seconds": 0.0,
-            }
-            config["idle_seconds"] = 0.2
-        return config
+        return default_device_config(suite, smoke)
 
     def _check(self, config: dict[str, Any], smoke: bool) -> None:
         config["precisions"] = parse_precisions(config["precisions"])

@@ -3,7 +3,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from kdbench_rkd import RKDLoss, pairwise_distances, triplet_angles
+from kdbench_rkd.loss import RKDLoss, pairwise_distances, triplet_angles
 
 from kdbench.losses import LossShapes
 from kdbench.models.backbone import Features
