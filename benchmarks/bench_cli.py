@@ -36,4 +36,3 @@ def _run(args):
 )
 def bench_start_up(benchmark, name, args):
     benchmark.pedantic(_run, args=(args,), rounds=5, warmup_rounds=1)
-
