@@ -42,20 +42,14 @@ from kdbench.atomic import atomic_write_text
 from kdbench.cache import (
     cache_key,
     cached_tensors,
-    load_module_state,
-    save_module_state,
     tensor_digest,
 )
 from kdbench.confusers import Candidates, LabelSet, MissingTargetError, check_answer
 from kdbench.distillation import (
     Needs,
-    RecipeStep,
-    build_losses,
     init_backbone,
-    needs_of,
     teacher_tensors,
 )
-from kdbench.losses.base import LossShapes
 from kdbench.methods import Method
 from kdbench.metrics import mean_ci95, proportion_ci95
 from kdbench.metrics.ranking import auroc_rows, binary_macro_f1_rows, fpr_at_tpr_rows
@@ -66,7 +60,8 @@ from kdbench.protocols.base_training import BASE_UNSUPPORTED, frozen_teacher_rea
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
 from kdbench.seeding import rng
-from kdbench.train import TrainConfig, fit, predict
+from kdbench.student_stage import CacheSlot, StageData, train_student
+from kdbench.train import TrainConfig, predict
 
 SHAPES_DISTANCES = ("root", "tone", "colour", "shape")
 INAT_DISTANCES = ("kingdom", "phylum", "class", "order", "family", "genus")
@@ -961,7 +956,8 @@ class OneClass(Protocol):
         components: dict[str, ComponentRef],
     ) -> Subject:
         method: Method = context.method.load()
-        if method.recipe is None and method.subject == "teacher":
+        kind = subjects.subject_of(method)
+        if kind == subjects.Subject.TEACHER:
             return Subject(
                 encode=teacher.encode_image,
                 digest=teacher.image_digest(),
@@ -973,7 +969,7 @@ class OneClass(Protocol):
             stage, context.suite, context.registry, context.progress, context.cache_dir
         )
         base_text = teacher.encode_text([context.config["prompt"].format(n) for n in data.names])
-        if method.recipe is None:
+        if kind == subjects.Subject.STUDENT:
             return self._reference_student(context, data, base_text, components)
         return self._trained_student(context, method, teacher, data, base_text, components)
 
@@ -1035,11 +1031,6 @@ class OneClass(Protocol):
             backbone, teacher.embed_dim, base_text.cpu(), teacher.logit_scale
         )
         subject_components = {"subject": components["student"]}
-        for term in recipe.losses:
-            subject_components[f"loss:{term.loss}"] = ComponentRef(
-                **registry.get("losses", term.loss).ref(),
-                options={"weight": term.weight, **dict(term.options)},
-            )
         key = cache_key(
             "oneclass-student",
             self.version,
@@ -1055,22 +1046,31 @@ class OneClass(Protocol):
             tensor_digest(backbone),
             data.digest,
         )
-        folder = context.cache_dir / "oneclass-students"
         start = "the pretrained student" if pretrained else "random weights"
+        stage = config["student_stage"]
+        trained = train_student(
+            student,
+            recipe,
+            StageData(data.images, data.labels, len(data.names)),
+            TrainConfig(
+                epochs=stage["epochs"],
+                batch_size=stage["batch_size"],
+                lr=stage["lr"],
+                seed=context.seed,
+            ),
+            teacher=JointSpaceTeacher(teacher, base_text, data.digest, context.cache_dir),
+            registry=registry,
+            device=device,
+            checkpoint=context.work_dir / "student.pt",
+            cache=CacheSlot(context.cache_dir / "oneclass-students", key),
+            progress=context.progress,
+        )
+        subject_components.update(trained.components)
         notes = [
             f"student trained from {start} on the base classes with a text-space head: its "
-            "logits are scaled cosines to the teacher's text embeddings of the base-class names"
+            "logits are scaled cosines to the teacher's text embeddings of the base-class names",
+            *trained.notes,
         ]
-        cached = load_module_state(student, folder, key)
-        if cached is not None:
-            seconds = float(cached["train_seconds"])
-            notes.append(
-                "student reused from the cache (trained by an earlier unit with the same "
-                "method, seed and config); its measured training time is reported"
-            )
-        else:
-            seconds = self._train(context, recipe, teacher, student, data, base_text, notes)
-            save_module_state(student, folder, key, {"train_seconds": seconds})
         student = student.to(device).eval()
         digest = cache_key(tensor_digest(student), "text-space-student")
         return Subject(
@@ -1078,91 +1078,58 @@ class OneClass(Protocol):
             digest=digest,
             components=subject_components,
             notes=notes,
-            train_seconds=seconds,
+            train_seconds=trained.seconds,
             base_digest=data.digest,
         )
 
-    def _teacher_outputs(
+
+class JointSpaceTeacher:
+    """oneclass's teacher source: the frozen image–text teacher, its logits the scaled
+    image–text cosines to the base-class names and its pooled output the joint image
+    embedding. Those two are cached (one pass serves every recipe of a config); token maps
+    and layers are computed afresh."""
+
+    def __init__(
+        self, teacher: ImageTextModel, base_text: torch.Tensor, data_digest: str, cache_root: Path
+    ) -> None:
+        self.teacher, self.base_text = teacher, base_text
+        self.data_digest, self.cache_root = data_digest, cache_root
+        self.embed_dim = teacher.embed_dim
+        self.num_layers = getattr(getattr(teacher, "backbone", None), "num_layers", 1)
+
+    def outputs(
         self,
-        context: UnitContext,
-        teacher: ImageTextModel,
-        base_text: torch.Tensor,
-        data: BaseData,
+        images: torch.Tensor,
         needs: Needs,
+        *,
+        device: str,
+        progress: Callable[..., Any] | None,
     ) -> list[torch.Tensor]:
-        """The teacher outputs a recipe reads, for every base image. Joint embeddings and
-        logits are cached (one pass of the teacher serves every recipe of the unit's
-        config); token maps and layers are computed afresh."""
         keys = needs.teacher_keys()
-        source = TextSpaceTeacher(teacher, base_text)
+        source = TextSpaceTeacher(self.teacher, self.base_text)
         if not set(keys) <= {"logits", "pooled"}:
-            return teacher_tensors(
-                source, data.images, needs, device=context.device, progress=context.progress
-            )
+            return teacher_tensors(source, images, needs, device=device, progress=progress)
         key = cache_key(
             "oneclass-teacher-outputs",
-            teacher.image_digest(),
-            tensor_digest({"text": base_text.cpu()}),
-            data.digest,
+            self.teacher.image_digest(),
+            tensor_digest({"text": self.base_text.cpu()}),
+            self.data_digest,
         )
 
         def compute() -> dict[str, torch.Tensor]:
             both = Needs(teacher={"logits", "pooled"})
-            logits, pooled = teacher_tensors(
-                source, data.images, both, device=context.device, progress=context.progress
-            )
+            logits, pooled = teacher_tensors(source, images, both, device=device, progress=progress)
             return {"logits": logits, "pooled": pooled}
 
-        outputs, _ = cached_tensors("oneclass-teacher", key, compute, context.cache_dir)
+        outputs, _ = cached_tensors("oneclass-teacher", key, compute, self.cache_root)
         return [outputs[k] for k in keys]
 
-    def _train(
-        self,
-        context: UnitContext,
-        recipe: Any,
-        teacher: ImageTextModel,
-        student: TextSpaceStudent,
-        data: BaseData,
-        base_text: torch.Tensor,
-        notes: list[str],
-    ) -> float:
-        device, stage = context.device, context.config["student_stage"]
-        started = time.perf_counter()
-        teacher_layers = getattr(getattr(teacher, "backbone", None), "num_layers", 1)
-        shapes = LossShapes(
-            student_dim=student.backbone.embed_dim,
-            teacher_dim=teacher.embed_dim,
-            num_classes=len(data.names),
-            student_layers=student.backbone.num_layers,
-            teacher_layers=teacher_layers,
-        )
-        terms = build_losses(context.registry, recipe, shapes)
-        needs = needs_of(terms)
-        tensors: tuple[torch.Tensor, ...] = (data.images, data.labels)
-        if needs.uses_teacher:
-            if recipe.teacher_mode is None:
-                raise ConfigError("the recipe's losses read the teacher but teacher_mode is None")
-            tensors += tuple(self._teacher_outputs(context, teacher, base_text, data, needs))
-            notes.append(
-                "teacher used as is (frozen image–text model; teacher_mode is not applied): "
-                "its logits are its scaled image–text cosines to the base-class names, its "
-                "pooled output the joint image embedding; computed once for the training set"
-            )
-        fit(
-            RecipeStep(student, terms, needs),  # type: ignore[arg-type]
-            tensors,
-            TrainConfig(
-                epochs=stage["epochs"],
-                batch_size=stage["batch_size"],
-                lr=stage["lr"],
-                seed=context.seed,
-            ),
-            device=device,
-            checkpoint=context.work_dir / "student.pt",
-            progress=context.progress,
-            desc="student",
-        )
-        return time.perf_counter() - started
+    def notes(self) -> list[str]:
+        return [
+            "teacher used as is (frozen image–text model; teacher_mode is not applied): "
+            "its logits are its scaled image–text cosines to the base-class names, its "
+            "pooled output the joint image embedding; computed once for the training set"
+        ]
 
 
 @torch.no_grad()
