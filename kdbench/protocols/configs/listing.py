@@ -48,11 +48,15 @@ def _walk(
         value, key = values[name], f"{prefix}.{name}"
         info = model.model_fields.get(name) if model is not None else None
         text = _clean(info.description) if info is not None else ""
-        section = info.annotation if info is not None else None
-        is_model = isinstance(section, type) and issubclass(section, BaseModel)
-        if isinstance(value, dict) and (is_model or (info is None and value)):
-            sub = section if is_model else None
-            out.append(ConfigEntry(key, None, "section", text or _clean(sub and sub.__doc__), True))
+        annotation = info.annotation if info is not None else None
+        sub = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+        if isinstance(value, dict) and (sub is not None or (info is None and value)):
+            about = text or (_clean(sub.__doc__) if sub is not None else "")
+            out.append(ConfigEntry(key, None, "section", about, True))
             _walk(value, order.get(name) or {}, sub, key, out)
         else:
             kind = describe_type(info.annotation, info) if info is not None else ""
