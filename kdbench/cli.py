@@ -137,7 +137,9 @@ def run_command(
         "ones; always: skip any unit with a finished record.",
     ),
     out: Path = typer.Option(Path("results"), "--out", "-o", help="Folder for the records."),
-    device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda', 'cuda:1'..."),
+    device: str = typer.Option(
+        "auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; only devices this machine has."
+    ),
     set_: list[str] = typer.Option(
         None, "--set", help="Override a config value: PROTOCOL.KEY=VALUE (repeatable)."
     ),
@@ -153,7 +155,9 @@ def run_command(
     from kdbench.plugins import get_registry
     from kdbench.protocols.base import parse_overrides
     from kdbench.runner import format_summary, plan, run_units
+    from kdbench.runtime import resolve_device
 
+    device = resolve_device(device)  # a device this machine lacks fails before any work
     registry = get_registry()
     units, unsupported = plan(
         registry,
@@ -210,6 +214,24 @@ def schema_command() -> None:
     from kdbench.results import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))
+
+
+@app.command("config")
+@user_errors
+def config_command(
+    protocol: str = typer.Argument(..., help="A protocol (kdbench ls protocols)."),
+    suite: str = typer.Option("embedded", help="'embedded' or 'standard'."),
+    smoke: bool = typer.Option(False, "--smoke", help="The smoke sizes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the config as a run records it."),
+) -> None:
+    """Print a protocol's default config, with what each value means.
+
+    Example: kdbench config fewshot --suite standard
+    """
+    from kdbench.plugins import get_registry
+    from kdbench.protocols.configs.listing import config_text
+
+    typer.echo(config_text(get_registry(), protocol, suite=suite, smoke=smoke, as_json=as_json))
 
 
 def _add_subcommands() -> None:

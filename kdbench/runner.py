@@ -52,40 +52,12 @@ from kdbench.results import (
     now_utc,
     write_record,
 )
+from kdbench.runtime import is_main_process, make_progress, resolve_device
 from kdbench.seeding import seed_everything
 
 ResumeMode = Literal["never", "only-missing", "always"]
 RESUME_MODES: tuple[str, ...] = ("never", "only-missing", "always")
 DEFAULT_OUT = Path("results")
-
-
-def is_main_process() -> bool:
-    """False on ranks other than 0 under ``torchrun``; only rank 0 writes."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def make_progress(enabled: bool | None) -> Callable[..., Any]:
-    """A tqdm factory; ``enabled=None`` shows bars only on a terminal."""
-    from tqdm.auto import tqdm
-
-    disable = (not enabled) if enabled is not None else None
-    if not is_main_process():
-        disable = True
-
-    def progress(iterable: Any = None, **kwargs: Any) -> Any:
-        kwargs.setdefault("leave", False)
-        kwargs.setdefault("dynamic_ncols", True)
-        return tqdm(iterable, disable=disable, file=sys.stderr, **kwargs)
-
-    return progress
 
 
 @dataclass

@@ -411,8 +411,11 @@ def test_embedded_run_scores_teacher_student_and_a_recipe(world_weights, tmp_pat
 
 
 def test_bad_inputs_fail_the_unit_with_a_clear_message(world_weights, tmp_path):
-    report = _run(tmp_path, ["teacher"], overrides={"oneclass.tasks.distances": ["species"]})
-    assert "'species'" in report.failed[0].message and "uniform" in report.failed[0].message
+    # a distance the Shapes taxonomy lacks is refused when the run is planned
+    with pytest.raises(
+        ConfigError, match=r'distances\[0\]: expected one of .*"uniform", got "species"'
+    ):
+        _run(tmp_path, ["teacher"], overrides={"oneclass.tasks.distances": ["species"]})
     bad = write_confuser_file(
         tmp_path / "bad.json",
         {"plain red star": ["plain red moon"]},

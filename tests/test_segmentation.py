@@ -167,19 +167,25 @@ def test_adapted_only_runs_still_train_the_linear_head_first(world_weights, tmp_
     assert record.metric("miou").ci95 is None and record.metric("miou").n == 1
 
 
+def test_bad_configs_are_refused(world_weights, tmp_path):
+    report = _run(tmp_path, ["teacher"], overrides={"segmentation.adapters": ["lorra"]})
+    [failed] = report.failed
+    assert failed.record.error.type == ConfigError.__name__
+    assert "adapters" in failed.message
+    report = _run(tmp_path, ["teacher"], overrides={"segmentation.shots": [1, 1]})
+    assert re.search(r"shots \[1, 1\] must be distinct values", report.failed[0].message)
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("segmentation.shots", [3], r"shots \[3\] must be distinct values from \[1, 2, 5, 10\]"),
-        ("segmentation.adapters", ["lorra"], "adapters"),
-        ("segmentation.draws", [], "draws"),
+        ("segmentation.shots", [3], r"shots\[0\]: expected one of 1, 2, 5, 10, got 3"),
+        ("segmentation.draws", [], "draws: expected a non-empty list"),
     ],
 )
-def test_bad_configs_are_refused(world_weights, tmp_path, key, value, message):
-    report = _run(tmp_path, ["teacher"], overrides={key: value})
-    [failed] = report.failed
-    assert failed.record.error.type == ConfigError.__name__
-    assert re.search(message, failed.message)
+def test_bad_configs_are_refused_when_planned(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        _run(None, ["teacher"], overrides={key: value})
 
 
 # -- the standard suite on fixtures -------------------------------------------------------

@@ -52,7 +52,7 @@ def register(app: typer.Typer, name: str) -> None:
         """
         from kdbench.device.profile import format_profile, profile_model
         from kdbench.plugins import get_registry
-        from kdbench.runner import resolve_device
+        from kdbench.runtime import resolve_device
 
         profile = profile_model(
             get_registry(),

@@ -6,12 +6,15 @@ from __future__ import annotations
 import copy
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from kdbench.errors import ConfigError
+from kdbench.protocols.configs.model import check_config
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity, Metric, MetricSpec
 from kdbench.subjects import Subject, subject_of
@@ -67,6 +70,10 @@ class Protocol(ABC):
     teacher_space: ClassVar[str] = "backbone"
     """What the teacher's pooled output is to the losses: ``backbone`` (its own embedding)
     or ``joint`` (an image–text space narrower than its layers)."""
+    config_models: ClassVar[Mapping[str, type[BaseModel]]] = {}
+    """The pydantic model of the config, per suite (see :mod:`kdbench.protocols.configs`):
+    a run's config is checked through it when the run is planned. A suite without one is
+    not checked beyond its keys."""
 
     @abstractmethod
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
@@ -99,15 +106,20 @@ class Protocol(ABC):
     def config(
         self, suite: str, smoke: bool, overrides: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The default config with ``overrides`` (dotted keys) applied and checked."""
+        """The default config with ``overrides`` (dotted keys) applied, checked through the
+        suite's config model and dumped (for the defaults: the default dict unchanged)."""
         if suite not in self.suites:
             raise ConfigError(
                 f"protocol {self.name!r} has no {suite!r} suite; it has: {', '.join(self.suites)}"
             )
+        where = f"protocol {self.name!r} ({suite})"
         config = copy.deepcopy(self.default_config(suite, smoke))
         for key, value in (overrides or {}).items():
-            apply_override(config, key, value, where=f"protocol {self.name!r} ({suite})")
-        return config
+            apply_override(config, key, value, where=where, prefix=self.name)
+        model = self.config_models.get(suite)
+        if model is None:
+            return config
+        return check_config(model, config, key=self.name, where=where)
 
 
 _instances: dict[int, Protocol] = {}
@@ -129,16 +141,18 @@ def load_protocol(component: Component) -> Protocol:
     return obj
 
 
-def apply_override(config: dict[str, Any], key: str, value: Any, where: str) -> None:
-    """Set ``config[a][b] = value`` for ``key='a.b'``; unknown keys are refused."""
+def apply_override(
+    config: dict[str, Any], key: str, value: Any, where: str, prefix: str = ""
+) -> None:
+    """Set ``config[a][b] = value`` for ``key='a.b'``; unknown keys are refused (named with
+    ``prefix``, the protocol's name, as ``--set`` takes them)."""
     parts = key.split(".")
     node = config
     for i, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
             known = ", ".join(sorted(node)) if isinstance(node, dict) else "(not a section)"
-            raise ConfigError(
-                f"{where}: no config key {'.'.join(parts[: i + 1])!r}; keys here: {known}"
-            )
+            named = ".".join([prefix, *parts[: i + 1]] if prefix else parts[: i + 1])
+            raise ConfigError(f"{where}: no config key {named!r}; keys here: {known}")
         if i == len(parts) - 1:
             node[part] = value
         else:

@@ -27,6 +27,7 @@ from kdbench.device.precision import parse_precisions
 from kdbench.device.sensors import select_sensor
 from kdbench.device.subject import load_backbone
 from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
+from kdbench.protocols.configs import device as device_config
 from kdbench.results import ComponentRef
 from kdbench.subjects import Subject, pretrained_role, subject_of
 
@@ -43,6 +44,7 @@ def _digest(tensor: torch.Tensor) -> str:
 class Device(Protocol):
     name = "device"
     version = 1
+    config_models = device_config.MODELS
     description = "Latency, throughput, FLOPs, memory and energy of the teacher and student."
     metrics = DEVICE_METRICS
     unsupported: ClassVar[dict[Subject, str]] = {

@@ -33,6 +33,7 @@ from kdbench.metrics import linear_cka, proportion_ci95
 from kdbench.models.adapters import teacher_adapter
 from kdbench.models.backbone import Backbone
 from kdbench.protocols.base import MetricSpec, Protocol, UnitContext, UnitResult
+from kdbench.protocols.configs import distill as distill_config
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef
 from kdbench.student_stage import FrozenTeacher, StageData, train_student
@@ -100,6 +101,7 @@ def teacher_lr(rates: dict[str, float], mode: str, frozen: bool) -> float:
 class Distill(Protocol):
     name = "distill"
     version = 1
+    config_models = distill_config.MODELS
     description = "Task-specific distillation: adapted teacher -> student on a downstream task."
     unsupported: ClassVar[dict[Subject, str]] = {
         subject: (

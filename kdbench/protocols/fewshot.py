@@ -47,6 +47,7 @@ from kdbench.protocols.base_training import (
     load_base_data,
     world_images,
 )
+from kdbench.protocols.configs import fewshot as fewshot_config
 from kdbench.registry import Component, Registry
 from kdbench.results import DatasetIdentity
 from kdbench.train import predict
@@ -122,6 +123,7 @@ def novel_features(
 class FewShot(Protocol):
     name = "fewshot"
     version = 1
+    config_models = fewshot_config.MODELS
     description = "1-shot and 5-shot NCM on novel classes from a student distilled on base classes."
     unsupported = BASE_UNSUPPORTED
     metrics = (

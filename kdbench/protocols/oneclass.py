@@ -57,6 +57,7 @@ from kdbench.models.backbone import Backbone, Features
 from kdbench.models.image_text import ImageTextModel
 from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
 from kdbench.protocols.base_training import BASE_UNSUPPORTED, frozen_teacher_reason
+from kdbench.protocols.configs import oneclass as oneclass_config
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
 from kdbench.seeding import rng
@@ -622,6 +623,7 @@ class Subject:
 class OneClass(Protocol):
     name = "oneclass"
     version = 1
+    config_models = oneclass_config.MODELS
     description = "Zero-shot one-class classification with confusers, per taxonomy distance."
     unsupported: ClassVar[dict[subjects.Subject, str]] = {
         **BASE_UNSUPPORTED,

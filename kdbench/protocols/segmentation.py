@@ -58,6 +58,7 @@ from kdbench.protocols.base_training import (
     default_base_config,
     frozen_teacher_reason,
 )
+from kdbench.protocols.configs import segmentation as segmentation_config
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, DatasetIdentity
 from kdbench.seeding import rng
@@ -467,6 +468,7 @@ def _metric_specs() -> tuple[MetricSpec, ...]:
 class Segmentation(Protocol):
     name = "segmentation"
     version = 1
+    config_models = segmentation_config.MODELS
     description = "Few-shot semantic segmentation: a head on k images per class, mIoU."
     unsupported = BASE_UNSUPPORTED
     metrics = _metric_specs()

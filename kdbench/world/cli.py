@@ -44,7 +44,7 @@ def pretrain_command(
 
     Example: kdbench world pretrain --device cuda
     """
-    from kdbench.runner import make_progress, resolve_device
+    from kdbench.runtime import make_progress, resolve_device
     from kdbench.world.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig.smoke() if smoke else PretrainConfig()

@@ -1,0 +1,98 @@
+"""The ``distill`` protocol's config, per suite."""
+
+from __future__ import annotations
+
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
+
+from kdbench.protocols.configs.model import ConfigModel
+from kdbench.protocols.configs.sections import LoRA, ModelSpec, ShapesDomain, ShapesSplit
+
+
+class Rates(ConfigModel):
+    """Learning rates per stage. The teacher's rate is ``lr.<teacher mode>`` when the table
+    has the mode, else ``lp`` for a frozen adapter and ``ft`` for the others."""
+
+    lp: PositiveFloat
+    """Teacher adaptation with a frozen backbone (linear probe)."""
+    ft: PositiveFloat
+    """Teacher adaptation that trains the backbone (fine-tuning)."""
+    lora: PositiveFloat
+    """Teacher adaptation with LoRA."""
+    student: PositiveFloat
+    """Distilling the pretrained student."""
+    student_scratch: PositiveFloat
+    """Training the student from random weights (the ``scratch`` reference row)."""
+
+
+class Distill(ConfigModel):
+    """Keys of both suites."""
+
+    teacher: ModelSpec
+    """The teacher, adapted to the task before distillation."""
+    student: ModelSpec
+    """The student, distilled from the adapted teacher."""
+    teacher_epochs: NonNegativeInt
+    """Epochs of teacher adaptation over the task's training images."""
+    student_epochs: NonNegativeInt
+    """Epochs' worth of steps for the student (the same step budget for every method)."""
+    batch_size: PositiveInt
+    """Training batch size (teacher and student)."""
+    lr: Rates
+    """Learning rates."""
+    lora: LoRA
+    """LoRA options when the teacher mode is ``lora``."""
+    cka_images: PositiveInt
+    """Test images the linear CKA between teacher and student is computed on."""
+
+
+class ShapesTask(ConfigModel):
+    """A downstream task drawn from the Shapes world."""
+
+    split: ShapesSplit
+    """The Shapes class split the task's classes come from."""
+    classes: PositiveInt
+    """How many of the split's classes the task has (the first ones)."""
+    domain: ShapesDomain
+    """Rendering domain of the task's images."""
+    train_per_class: PositiveInt
+    """Labelled training images per class."""
+    test_per_class: PositiveInt
+    """Test images per class (a fixed set, the same for every seed)."""
+    transfer_images: NonNegativeInt
+    """Unlabelled images of the task's domain for distillation (the transfer set)."""
+
+
+class DatasetTask(ConfigModel):
+    """A downstream task on a registered classification dataset."""
+
+    dataset: str
+    """A registered dataset (``kdbench ls datasets``)."""
+    root: str | None
+    """The dataset's folder; null until set (``--set distill.data.root=PATH``)."""
+    train_split: str
+    """The split the teacher and student train on."""
+    test_split: str
+    """The split they are scored on."""
+    image_size: PositiveInt
+    """Decoded image size in pixels (square centre crop)."""
+    resize: PositiveInt | None
+    """The shorter side is resized to this before the centre crop (null: to ``image_size``)."""
+    transfer_root: str | None
+    """An image folder of unlabelled transfer images (``root/train/<class>/*``); null: none."""
+
+
+class DistillEmbedded(Distill):
+    """``distill`` on the Shapes world."""
+
+    data: ShapesTask
+    """The downstream task."""
+
+
+class DistillStandard(Distill):
+    """``distill`` on a dataset on disk (CUB by default)."""
+
+    data: DatasetTask
+    """The downstream task."""
+
+
+MODELS = {"embedded": DistillEmbedded, "standard": DistillStandard}

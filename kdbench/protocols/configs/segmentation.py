@@ -1,0 +1,146 @@
+"""The ``segmentation`` protocol's config, per suite."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+
+from kdbench.protocols.configs.model import ConfigModel
+from kdbench.protocols.configs.sections import (
+    DatasetBaseStage,
+    LoRA,
+    ShapesBaseStage,
+    ShapesDomain,
+)
+
+Shot = Literal[1, 2, 5, 10]
+"""Support images per class with a metric (``kdbench.protocols.segmentation.SHOTS``)."""
+
+
+class Head(ConfigModel):
+    """Training of a frozen-backbone head (BatchNorm + 1x1 conv) on cached token maps."""
+
+    steps: NonNegativeInt
+    """Training steps per (k, draw)."""
+    batch_size: PositiveInt
+    """Support images per step."""
+    lr: PositiveFloat
+    """Peak learning rate (AdamW, warm-up and cosine decay)."""
+    weight_decay: NonNegativeFloat
+    """AdamW weight decay (also used for the adapted backbones)."""
+
+
+class AdaptedRates(ConfigModel):
+    """Learning rates of the adapters that train the backbone."""
+
+    finetune: PositiveFloat
+    """Full fine-tuning."""
+    lora: PositiveFloat
+    """LoRA."""
+    svf: PositiveFloat
+    """Singular-value fine-tuning."""
+
+
+class Adapted(ConfigModel):
+    """Training of an adapted backbone together with its head, from the linear head."""
+
+    steps: NonNegativeInt
+    """Training steps per (k, draw)."""
+    batch_size: PositiveInt
+    """Support images per step."""
+    lr: AdaptedRates
+    """Learning rate per adapter."""
+
+
+class Multilayer(ConfigModel):
+    """Options of the ``multilayer`` adapter."""
+
+    n: PositiveInt
+    """How many of the last layers' token maps are concatenated."""
+
+
+class SVF(ConfigModel):
+    """Options of the ``svf`` adapter."""
+
+    scope: str
+    """Module-name prefix whose linear layers get trainable singular values."""
+
+
+class Segmentation(ConfigModel):
+    """Keys of both suites."""
+
+    shots: Annotated[list[Shot], Field(min_length=1)]
+    """Support images per class (k): a subset of 1, 2, 5 and 10."""
+    draws: Annotated[list[NonNegativeInt], Field(min_length=1)]
+    """Seeds of the support draws (the same support sets for every method)."""
+    adapters: Annotated[list[str], Field(min_length=1)]
+    """Registered adapters to score (``kdbench ls adapters``); the first is the headline."""
+    head: Head
+    """Frozen-head training."""
+    adapted: Adapted
+    """Adapted-backbone training."""
+    multilayer: Multilayer
+    """``multilayer`` options."""
+    lora: LoRA
+    """``lora`` options."""
+    svf: SVF
+    """``svf`` options."""
+    batch_size: PositiveInt
+    """Feature extraction and evaluation batch size."""
+    cache_features: bool
+    """Keep the frozen token maps in the on-disk cache (false: in memory only)."""
+    image_size: PositiveInt
+    """Backbone input size in pixels (a trained student's position embeddings are
+    resampled to it)."""
+
+
+class ShapesScenes(ConfigModel):
+    """Shapes scenes with masks."""
+
+    pool: PositiveInt
+    """Scenes in the support pool."""
+    eval: PositiveInt
+    """Scenes in the evaluation set."""
+    domain: ShapesDomain
+    """Rendering domain of the scenes."""
+    max_objects: Annotated[int, Field(ge=2)]
+    """Most objects in a scene (each has 2 to this many)."""
+
+
+class DatasetScenes(ConfigModel):
+    """A registered segmentation dataset on disk."""
+
+    dataset: str
+    """A registered segmentation dataset (``cityscapes``, ``coco``, ``voc``)."""
+    root: str | None
+    """The dataset's folder; null until set (``--set segmentation.data.root=PATH``)."""
+    support_split: str
+    """The split the support pool is drawn from."""
+    eval_split: str
+    """The split the heads are scored on."""
+    label_size: PositiveInt
+    """Masks are resized (nearest) to this square; logits are upsampled to it."""
+    eval_limit: PositiveInt | None
+    """Score only the first N evaluation images; null: all."""
+
+
+class SegmentationEmbedded(Segmentation):
+    """``segmentation`` on Shapes scenes."""
+
+    base: ShapesBaseStage
+    """The base stage that trains the scored student (shared with fewshot)."""
+    data: ShapesScenes
+    """Support pool and evaluation scenes."""
+
+
+class SegmentationStandard(Segmentation):
+    """``segmentation`` on a dataset on disk (Cityscapes by default)."""
+
+    base: DatasetBaseStage
+    """The base stage that trains the scored student (shared with fewshot)."""
+    data: DatasetScenes
+    """Support pool and evaluation images."""
+
+
+MODELS = {"embedded": SegmentationEmbedded, "standard": SegmentationStandard}
