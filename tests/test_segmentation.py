@@ -9,16 +9,13 @@ import torch
 
 from kdbench import plugins, runner
 from kdbench.data.coco import load_coco
+from kdbench.data.scenes import scene_presence, split_presence
 from kdbench.data.voc import load_voc
 from kdbench.metrics import miou
+from kdbench.models.backbone import resample_backbone
 from kdbench.protocols.base import ConfigError
-from kdbench.protocols.segmentation import (
-    draw_support,
-    resample_backbone,
-    scene_presence,
-    split_presence,
-)
 from kdbench.results import load_record
+from kdbench.segmentation import draw_support
 from tests.data.fixtures import make_coco, make_miniimagenet, make_voc, write_label_png
 
 

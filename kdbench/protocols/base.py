@@ -49,6 +49,36 @@ class MetricSpec:
         )
 
 
+@dataclass(frozen=True)
+class MetricFamily:
+    """Metrics declared by pattern, one per member of an open set: ``<prefix><member>`` for
+    every member (e.g. ``miou_<adapter>`` for whichever adapters a run names, built-in or
+    from a plugin). ``description`` may use ``{member}``."""
+
+    prefix: str
+    member: str
+    """What the suffix names (e.g. ``"adapter"``), for messages and docs."""
+    higher_is_better: bool
+    unit: str | None = None
+    description: str = ""
+
+    def name(self, member: str) -> str:
+        return f"{self.prefix}{member}"
+
+    def member_of(self, name: str) -> str | None:
+        """The member ``name`` is the metric of, or None if it is not of this family."""
+        member = name[len(self.prefix) :] if name.startswith(self.prefix) else ""
+        return member or None
+
+    def spec(self, member: str) -> MetricSpec:
+        return MetricSpec(
+            self.name(member),
+            self.higher_is_better,
+            self.unit,
+            description=self.description.format(member=member),
+        )
+
+
 @dataclass
 class UnitContext:
     """Everything a protocol's ``run`` gets for one unit (one method, one seed)."""
@@ -91,6 +121,8 @@ class Protocol(ABC):
     description: ClassVar[str] = ""
     suites: ClassVar[tuple[str, ...]] = SUITES
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
+    metric_families: ClassVar[tuple[MetricFamily, ...]] = ()
+    """Metrics named after an open set of members (a fixed name in ``metrics`` wins)."""
 
     @abstractmethod
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
@@ -108,10 +140,23 @@ class Protocol(ABC):
         return None
 
     def metric(self, name: str) -> MetricSpec:
+        """The spec of ``name``: a fixed metric, else a member of a metric family."""
         for spec in self.metrics:
             if spec.name == name:
                 return spec
+        for family in self.metric_families:
+            member = family.member_of(name)
+            if member is not None:
+                return family.spec(member)
         raise KeyError(f"protocol {self.name!r} declares no metric {name!r}")
+
+    def declares(self, name: str) -> bool:
+        """Whether ``name`` is one of this protocol's metrics (fixed or of a family)."""
+        try:
+            self.metric(name)
+        except KeyError:
+            return False
+        return True
 
     @property
     def headline(self) -> MetricSpec | None:
