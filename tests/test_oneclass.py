@@ -22,18 +22,12 @@ from kdbench.confusers import (
     write_confuser_file,
 )
 from kdbench.confusers import shapes as shapes_confusers
+from kdbench.data.pool import Pool, taxonomy_codes
 from kdbench.hookspecs import hookimpl
 from kdbench.metrics import auroc, binary_macro_f1, fpr_at_tpr
 from kdbench.models.backbone import WeightsError
+from kdbench.oneclass import check_distances, draw_confusers, sample_tasks, score_tasks
 from kdbench.protocols.base import ConfigError
-from kdbench.protocols.oneclass import (
-    Pool,
-    _codes,
-    check_distances,
-    draw_confusers,
-    sample_tasks,
-    score_tasks,
-)
 from kdbench.results import DatasetIdentity, load_record
 from kdbench.world.taxonomy import LEVELS, Taxonomy
 from tests.data.fixtures import make_imagefolder, make_imagenet_val, make_inat2021
@@ -57,7 +51,7 @@ def shapes_pool(class_ids, per_class=6):
         names=[TAXONOMY.classes[i].name for i in class_ids],
         image_labels=labels,
         levels=LEVELS,
-        codes=_codes([TAXONOMY.classes[i].lineage for i in class_ids]),
+        codes=taxonomy_codes([TAXONOMY.classes[i].lineage for i in class_ids]),
         vocabulary=SHAPES_LABELS,
         text_index=class_ids,
         identity=DatasetIdentity(name="shapes", version="1"),
@@ -247,7 +241,7 @@ def test_tasks_on_inaturalist_match_the_taxonomy_index(tmp_path):
         names=split.classes,
         image_labels=split.labels,
         levels=split.taxonomy_levels,
-        codes=_codes(split.taxonomy),
+        codes=taxonomy_codes(split.taxonomy),
         vocabulary=LabelSet("inat2021", tuple(split.classes)),
         text_index=np.arange(len(split.classes)),
         identity=DatasetIdentity(name="inat2021", version="x"),
