@@ -27,15 +27,18 @@ a dot product, so thousands of tasks score as array operations.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdbench.cache import cache_key, tensor_digest
+from kdbench.atomic import atomic_write_text
+from kdbench.cache import cache_key, cached_tensors, tensor_digest
 from kdbench.confusers import Candidates, MissingTargetError, check_answer
 from kdbench.data.pool import Pool
 from kdbench.errors import ConfigError
@@ -113,6 +116,39 @@ class Tasks:
                 }
             ),
         )
+
+
+def cached_tasks(
+    draw: Callable[[], Tasks], key: str, distances: Sequence[str], cache_dir: Path
+) -> Tasks:
+    """The tasks ``draw()`` gives, drawn once per ``key`` and saved under ``cache_dir`` (index
+    tensors, and the skipped and short counts beside them): every method of a seed is
+    scored on the same tasks, as with few-shot episodes."""
+    meta = cache_dir / "oneclass-tasks" / f"{key}.json"
+
+    def compute() -> dict[str, torch.Tensor]:
+        drawn = draw()
+        atomic_write_text(meta, json.dumps({"skipped": drawn.skipped, "short": drawn.short}))
+        return {
+            "target": torch.from_numpy(drawn.target),
+            "distance": torch.from_numpy(drawn.distance),
+            "index": torch.from_numpy(drawn.index),
+            "labels": torch.from_numpy(drawn.labels),
+        }
+
+    saved, _ = cached_tensors("oneclass-tasks", key, compute, cache_dir)
+    if not meta.exists():  # tensors from an interrupted write: draw again
+        saved = compute()
+    info = json.loads(meta.read_text())
+    return Tasks(
+        distances=list(distances),
+        target=saved["target"].numpy(),
+        distance=saved["distance"].numpy(),
+        index=saved["index"].numpy(),
+        labels=saved["labels"].numpy(),
+        skipped={d: int(info["skipped"][d]) for d in distances},
+        short=int(info["short"]),
+    )
 
 
 def check_distances(distances: Sequence[str], levels: Sequence[str] | None) -> None:

@@ -26,7 +26,13 @@ from kdbench.data.pool import Pool, taxonomy_codes
 from kdbench.hookspecs import hookimpl
 from kdbench.metrics import auroc, binary_macro_f1, fpr_at_tpr
 from kdbench.models.backbone import WeightsError
-from kdbench.oneclass import check_distances, draw_confusers, sample_tasks, score_tasks
+from kdbench.oneclass import (
+    cached_tasks,
+    check_distances,
+    draw_confusers,
+    sample_tasks,
+    score_tasks,
+)
 from kdbench.protocols.base import ConfigError
 from kdbench.results import DatasetIdentity, load_record
 from kdbench.world.taxonomy import LEVELS, Taxonomy
@@ -230,6 +236,27 @@ def test_task_draws_are_deterministic_and_independent_per_target():
     fewer = sample_tasks(pool, targets[::2], ["colour", "shape"], 3, 2, seed=0)
     keep = np.isin(first.target, targets[::2])
     assert (fewer.index == first.index[keep]).all()
+
+
+def test_tasks_are_drawn_once_per_key_and_saved_with_their_counts(tmp_path):
+    pool = shapes_pool(np.arange(0, 240, 3))
+    targets = np.arange(len(pool.names))
+    distances = ["shape", "uniform"]
+    calls = []
+
+    def draw():
+        calls.append(1)
+        return sample_tasks(pool, targets, distances, 3, 1, seed=0)
+
+    first = cached_tasks(draw, "key", distances, tmp_path)
+    again = cached_tasks(draw, "key", distances, tmp_path)
+    assert len(calls) == 1
+    assert first.digest() == again.digest() == draw().digest()
+    assert again.skipped == first.skipped and first.skipped["shape"] > 0
+    assert (again.labels == first.labels).all() and again.short == first.short
+    (tmp_path / "oneclass-tasks" / "key.json").unlink()  # counts lost: drawn again
+    assert cached_tasks(draw, "key", distances, tmp_path).skipped == first.skipped
+    assert len(calls) == 3
 
 
 def test_tasks_on_inaturalist_match_the_taxonomy_index(tmp_path):

@@ -29,7 +29,6 @@ record.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdbench.atomic import atomic_write_text
 from kdbench.cache import (
     cache_key,
     cached_tensors,
@@ -68,6 +66,7 @@ from kdbench.oneclass import (
     UNIFORM,
     Tasks,
     TaskScores,
+    cached_tasks,
     check_distances,
     choose_targets,
     draw_confusers,
@@ -384,7 +383,19 @@ class OneClass(Protocol):
             task_config["positives"],
             task_config["per_target"],
         )
-        tasks = self._tasks(context, tasks_key, pool, targets, distances, task_config)
+        tasks = cached_tasks(
+            lambda: sample_tasks(
+                pool,
+                targets,
+                distances,
+                task_config["positives"],
+                task_config["per_target"],
+                seed,
+            ),
+            tasks_key,
+            distances,
+            context.cache_dir,
+        )
         scores = score_tasks(
             embeddings, text, pool, targets, confusers, tasks, score=config["score"]
         )
@@ -419,50 +430,6 @@ class OneClass(Protocol):
             notes=notes,
             train_seconds=subject.train_seconds,
             eval_seconds=time.perf_counter() - eval_started,
-        )
-
-    def _tasks(
-        self,
-        context: UnitContext,
-        key: str,
-        pool: Pool,
-        targets: np.ndarray,
-        distances: list[str],
-        task_config: dict[str, Any],
-    ) -> Tasks:
-        """Draw the tasks, or load them from the cache: every method of a seed gets the
-        same tasks, saved like few-shot episodes."""
-        meta = context.cache_dir / "oneclass-tasks" / f"{key}.json"
-
-        def draw() -> dict[str, torch.Tensor]:
-            drawn = sample_tasks(
-                pool,
-                targets,
-                distances,
-                task_config["positives"],
-                task_config["per_target"],
-                context.seed,
-            )
-            atomic_write_text(meta, json.dumps({"skipped": drawn.skipped, "short": drawn.short}))
-            return {
-                "target": torch.from_numpy(drawn.target),
-                "distance": torch.from_numpy(drawn.distance),
-                "index": torch.from_numpy(drawn.index),
-                "labels": torch.from_numpy(drawn.labels),
-            }
-
-        saved, _ = cached_tensors("oneclass-tasks", key, draw, context.cache_dir)
-        if not meta.exists():  # tensors from an interrupted write: draw again
-            saved = draw()
-        info = json.loads(meta.read_text())
-        return Tasks(
-            distances=list(distances),
-            target=saved["target"].numpy(),
-            distance=saved["distance"].numpy(),
-            index=saved["index"].numpy(),
-            labels=saved["labels"].numpy(),
-            skipped={d: int(info["skipped"][d]) for d in distances},
-            short=int(info["short"]),
         )
 
     def _aggregate(
