@@ -10,7 +10,7 @@ or a segmentation dataset), the way the ``segmentation`` protocol does::
     from kdbench.segmentation import draw_support, fit_head, head_confusions
     from kdbench.train import TrainConfig
 
-    scenes = shapes_scenes(pool=300, eval=300, domain="base", max_objects=4)
+    scenes = shapes_scenes(pool_size=300, eval_size=300, domain="base", max_objects=4)
     draw = draw_support(scenes.presence, k=5, seed=0)
     images, masks = scenes.load_pool(draw.indices)
     tokens = token_features(backbone, images, (), device="cpu", batch_size=64)

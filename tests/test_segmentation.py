@@ -321,7 +321,7 @@ def test_per_adapter_metrics_are_a_declared_family():
 def test_the_library_scores_a_backbone_without_the_protocol(world_weights):
     from kdbench.world.models import shapes_student
 
-    scenes = shapes_scenes(pool=24, eval=6, domain="base", max_objects=4)
+    scenes = shapes_scenes(pool_size=24, eval_size=6, domain="base", max_objects=4)
     backbone = shapes_student(img_size=64)
     support = draw_support_sets(scenes.presence, scenes.load_pool, [1, 2], [0])
     assert set(support.draws) == {(1, 0), (2, 0)}

@@ -56,16 +56,16 @@ def scene_presence(masks: torch.Tensor, num_classes: int) -> np.ndarray:
     return (counts > 0).numpy()
 
 
-def shapes_scenes(pool: int, eval: int, domain: str, max_objects: int) -> SceneData:
+def shapes_scenes(pool_size: int, eval_size: int, domain: str, max_objects: int) -> SceneData:
     """Shapes scenes: a support pool and an evaluation set, fixed by the world's seed."""
     from kdbench.world import ShapesWorld
     from kdbench.world.world import SCENE_CLASSES
 
     world = ShapesWorld()
     pool_images, pool_masks = world.scenes(
-        pool, 0, "segmentation/support-pool", domain, max_objects
+        pool_size, 0, "segmentation/support-pool", domain, max_objects
     )
-    eval_images, eval_masks = world.scenes(eval, 0, "segmentation/eval", domain, max_objects)
+    eval_images, eval_masks = world.scenes(eval_size, 0, "segmentation/eval", domain, max_objects)
     classes = list(SCENE_CLASSES)
 
     def load_pool(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
