@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from kdbench.data.pool import Pool
 from kdbench.metrics import auroc, binary_macro_f1, fpr_at_tpr
-from kdbench.protocols.oneclass import Pool, Tasks, score_tasks
+from kdbench.oneclass import Tasks, score_tasks
 from kdbench.results import DatasetIdentity
 
 CLASSES, IMAGES_PER_CLASS, DIM, K, N = 2000, 10, 512, 10, 10

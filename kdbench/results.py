@@ -161,6 +161,36 @@ class MetricSpec:
         )
 
 
+@dataclass(frozen=True)
+class MetricFamily:
+    """Metrics declared by pattern, one per member of an open set: ``<prefix><member>`` for
+    every member (e.g. ``miou_<adapter>`` for whichever adapters a run names, built-in or
+    from a plugin). ``description`` may use ``{member}``."""
+
+    prefix: str
+    member: str
+    """What the suffix names (e.g. ``"adapter"``), for messages and docs."""
+    higher_is_better: bool
+    unit: str | None = None
+    description: str = ""
+
+    def name(self, member: str) -> str:
+        return f"{self.prefix}{member}"
+
+    def member_of(self, name: str) -> str | None:
+        """The member ``name`` is the metric of, or None if it is not of this family."""
+        member = name[len(self.prefix) :] if name.startswith(self.prefix) else ""
+        return member or None
+
+    def spec(self, member: str) -> MetricSpec:
+        return MetricSpec(
+            self.name(member),
+            self.higher_is_better,
+            self.unit,
+            description=self.description.format(member=member),
+        )
+
+
 class Cost(_Strict):
     train_seconds: float | None = Field(None, ge=0)
     eval_seconds: float | None = Field(None, ge=0)

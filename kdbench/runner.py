@@ -208,8 +208,7 @@ def _base_record(unit: Unit, device: str, started: float) -> dict[str, Any]:
 def build_record(unit: Unit, result: UnitResult, device: str, started: float) -> Record:
     """The record of a finished unit: the protocol's result plus provenance."""
     proto: Protocol = load_protocol(unit.protocol)
-    declared = {m.name for m in proto.metrics}
-    unknown = [m.name for m in result.metrics if m.name not in declared]
+    unknown = [m.name for m in result.metrics if not proto.declares(m.name)]
     if unknown:
         raise ConfigError(f"protocol {proto.name!r} returned undeclared metrics {unknown}")
     base = _base_record(unit, device, started)

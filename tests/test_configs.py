@@ -291,9 +291,9 @@ def test_every_section_and_field_says_what_it_is():
 
 
 def test_closed_sets_match_the_code_that_reads_them():
+    from kdbench import oneclass as oneclass_protocol
     from kdbench.device.precision import PRECISIONS
     from kdbench.protocols import fewshot as fewshot_protocol
-    from kdbench.protocols import oneclass as oneclass_protocol
     from kdbench.protocols import segmentation as segmentation_protocol
     from kdbench.world.render import DOMAINS
     from kdbench.world.taxonomy import LEVELS

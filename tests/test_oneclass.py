@@ -22,18 +22,18 @@ from kdbench.confusers import (
     write_confuser_file,
 )
 from kdbench.confusers import shapes as shapes_confusers
+from kdbench.data.pool import Pool, taxonomy_codes
 from kdbench.hookspecs import hookimpl
 from kdbench.metrics import auroc, binary_macro_f1, fpr_at_tpr
 from kdbench.models.backbone import WeightsError
-from kdbench.protocols.base import ConfigError
-from kdbench.protocols.oneclass import (
-    Pool,
-    _codes,
+from kdbench.oneclass import (
+    cached_tasks,
     check_distances,
     draw_confusers,
     sample_tasks,
     score_tasks,
 )
+from kdbench.protocols.base import ConfigError
 from kdbench.results import DatasetIdentity, load_record
 from kdbench.world.taxonomy import LEVELS, Taxonomy
 from tests.data.fixtures import make_imagefolder, make_imagenet_val, make_inat2021
@@ -57,7 +57,7 @@ def shapes_pool(class_ids, per_class=6):
         names=[TAXONOMY.classes[i].name for i in class_ids],
         image_labels=labels,
         levels=LEVELS,
-        codes=_codes([TAXONOMY.classes[i].lineage for i in class_ids]),
+        codes=taxonomy_codes([TAXONOMY.classes[i].lineage for i in class_ids]),
         vocabulary=SHAPES_LABELS,
         text_index=class_ids,
         identity=DatasetIdentity(name="shapes", version="1"),
@@ -238,6 +238,27 @@ def test_task_draws_are_deterministic_and_independent_per_target():
     assert (fewer.index == first.index[keep]).all()
 
 
+def test_tasks_are_drawn_once_per_key_and_saved_with_their_counts(tmp_path):
+    pool = shapes_pool(np.arange(0, 240, 3))
+    targets = np.arange(len(pool.names))
+    distances = ["shape", "uniform"]
+    calls = []
+
+    def draw():
+        calls.append(1)
+        return sample_tasks(pool, targets, distances, 3, 1, seed=0)
+
+    first = cached_tasks(draw, "key", distances, tmp_path)
+    again = cached_tasks(draw, "key", distances, tmp_path)
+    assert len(calls) == 1
+    assert first.digest() == again.digest() == draw().digest()
+    assert again.skipped == first.skipped and first.skipped["shape"] > 0
+    assert (again.labels == first.labels).all() and again.short == first.short
+    (tmp_path / "oneclass-tasks" / "key.json").unlink()  # counts lost: drawn again
+    assert cached_tasks(draw, "key", distances, tmp_path).skipped == first.skipped
+    assert len(calls) == 3
+
+
 def test_tasks_on_inaturalist_match_the_taxonomy_index(tmp_path):
     from kdbench.data.inaturalist import load_inat2021
     from kdbench.data.taxonomy import TaxonomyIndex
@@ -247,7 +268,7 @@ def test_tasks_on_inaturalist_match_the_taxonomy_index(tmp_path):
         names=split.classes,
         image_labels=split.labels,
         levels=split.taxonomy_levels,
-        codes=_codes(split.taxonomy),
+        codes=taxonomy_codes(split.taxonomy),
         vocabulary=LabelSet("inat2021", tuple(split.classes)),
         text_index=np.arange(len(split.classes)),
         identity=DatasetIdentity(name="inat2021", version="x"),

@@ -5,7 +5,8 @@ from typer.testing import CliRunner
 
 from kdbench import plugins, runner
 from kdbench.cli import app
-from kdbench.protocols.base import ConfigError, parse_overrides
+from kdbench.hookspecs import hookimpl
+from kdbench.protocols.base import ConfigError, MetricFamily, MetricSpec, parse_overrides
 from kdbench.results import load_record
 from tests.helpers import CoinProtocol, TestPlugin
 
@@ -137,3 +138,42 @@ def test_ls_json_shows_providers(registry):
     result = CliRunner().invoke(app, ["ls", "methods", "--json"])
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert rows["heads"]["distribution"] == "tests" and rows["heads"]["version"] == "1"
+
+
+class FamilyCoin(CoinProtocol):
+    """The coin protocol with one metric per method, declared as a family."""
+
+    metric_families = (MetricFamily("side_", "method", True, "%", description="{member} side"),)
+
+    def run(self, context):
+        result = super().run(context)
+        result.metrics.append(self.metric(f"side_{context.method.name}")(50.0))
+        if context.config["fail_for"] == "undeclared":
+            result.metrics.append(MetricSpec("bogus", True)(1.0))
+        return result
+
+
+class FamilyPlugin:
+    @hookimpl
+    def kdbench_register_protocols(self, register):
+        register(FamilyCoin(), name="family-coin")
+
+
+def test_metrics_of_a_declared_family_are_recorded_and_undeclared_ones_refused(registry, tmp_path):
+    with plugins.temporary_plugin(FamilyPlugin(), name="family", distribution="tests") as reg:
+        units, _ = runner.plan(reg, protocols=["family-coin"], methods=["heads"], smoke=True)
+        report = runner.run_units(units, registry=reg, out=tmp_path / "ok", progress=False)
+        assert not report.failed
+        [path] = (tmp_path / "ok").rglob("*.json")
+        metric = load_record(path).metric("side_heads")
+        assert (metric.value, metric.unit, metric.higher_is_better) == (50.0, "%", True)
+        units, _ = runner.plan(
+            reg,
+            protocols=["family-coin"],
+            methods=["heads"],
+            smoke=True,
+            overrides={"family-coin.fail_for": "undeclared"},
+        )
+        report = runner.run_units(units, registry=reg, out=tmp_path / "bad", progress=False)
+        [failed] = report.failed
+        assert "returned undeclared metrics ['bogus']" in failed.message

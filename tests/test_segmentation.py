@@ -1,6 +1,7 @@
 """The segmentation protocol: support draws, backbone resizing, end to end on Shapes scenes
 and on a VOC-style fixture with a small timm DINOv2 ViT saved locally, and bad input."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -9,16 +10,26 @@ import torch
 
 from kdbench import plugins, runner
 from kdbench.data.coco import load_coco
+from kdbench.data.scenes import scene_presence, shapes_scenes, split_presence
 from kdbench.data.voc import load_voc
+from kdbench.hookspecs import hookimpl
 from kdbench.metrics import miou
+from kdbench.models.adapters import Adapter
+from kdbench.models.backbone import resample_backbone
+from kdbench.models.segmenter import token_features
 from kdbench.protocols.base import ConfigError
-from kdbench.protocols.segmentation import (
-    draw_support,
-    resample_backbone,
-    scene_presence,
-    split_presence,
-)
+from kdbench.protocols.segmentation import Segmentation, configured_adapters
 from kdbench.results import load_record
+from kdbench.segmentation import (
+    ShotScores,
+    draw_support,
+    draw_support_sets,
+    fit_head,
+    frozen_confusions,
+    head_confusions,
+    stream_seed,
+)
+from kdbench.train import TrainConfig
 from tests.data.fixtures import make_coco, make_miniimagenet, make_voc, write_label_png
 
 
@@ -186,6 +197,162 @@ def test_bad_configs_are_refused(world_weights, tmp_path):
 def test_bad_configs_are_refused_when_planned(key, value, message):
     with pytest.raises(ConfigError, match=message):
         _run(None, ["teacher"], overrides={key: value})
+
+
+# -- adapters come from the registry --------------------------------------------------------
+
+
+class NormsOnly(Adapter):
+    """Only the LayerNorm parameters train (a plugin's adapter that is not frozen)."""
+
+    name = "norms-test"
+    applied = 0
+
+    def apply(self, backbone):
+        type(self).applied += 1
+        backbone.requires_grad_(False)
+        for module in backbone.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.requires_grad_(True)
+        return backbone
+
+
+class EarlierLayer(Adapter):
+    """Frozen backbone, the head reads one earlier layer (a plugin's frozen adapter)."""
+
+    name = "earlier-test"
+    frozen = True
+
+    def __init__(self, back: int = 1) -> None:
+        self.back = back
+
+    def options(self):
+        return {"back": self.back}
+
+    @property
+    def layers(self):
+        return (-1 - self.back,)
+
+    def apply(self, backbone):
+        raise AssertionError("a frozen adapter's outputs are cached; it is never applied")
+
+
+class AdapterPlugin:
+    @hookimpl
+    def kdbench_register_adapters(self, register):
+        register(NormsOnly)
+        register(EarlierLayer)
+
+
+def test_an_adapter_registered_by_a_plugin_runs_with_its_frozen_flag_and_options(
+    world_weights, tmp_path
+):
+    adapters = [
+        {"name": "earlier-test", "options": {"back": 2}},
+        {"name": "norms-test", "lr": 1e-3},
+    ]
+    NormsOnly.applied = 0
+    with plugins.temporary_plugin(AdapterPlugin(), distribution="adapter-tests", version="2"):
+        report = _run(
+            tmp_path,
+            ["student"],
+            overrides={"segmentation.adapters": adapters, "segmentation.draws": [0]},
+        )
+    assert not report.failed, [o.message for o in report.failed]
+    record = load_record(tmp_path / "embedded/segmentation/student-seed0.smoke.json")
+    for name in ("earlier-test", "norms-test"):
+        metric = record.metric(f"miou_{name}")
+        assert metric.value is not None and metric.unit == "%" and metric.higher_is_better
+        ref = record.components[f"adapter:{name}"]
+        assert (ref.name, ref.distribution, ref.version) == (name, "adapter-tests", "2")
+    assert record.components["adapter:earlier-test"].options == {"back": 2}
+    assert record.metric("miou").value == record.metric("miou_earlier-test").value
+    assert NormsOnly.applied == 2  # one adapted run per (k, draw): 1 and 2 shots, draw 0
+    assert set(record.statistics["confusion"]) == {"earlier-test", "norms-test"}
+
+
+def test_adapter_entries_are_checked_before_any_work(world_weights):
+    config = Segmentation().config("embedded", smoke=True)
+    with plugins.temporary_plugin(AdapterPlugin(), distribution="adapter-tests") as registry:
+        choices = configured_adapters(registry, {**config, "adapters": ["lora", "earlier-test"]})
+        assert [(c.name, c.adapter.frozen, c.lr) for c in choices] == [
+            ("lora", False, 1e-3),
+            ("earlier-test", True, None),
+        ]
+        assert choices[0].ref()["options"]["r"] == 16  # from the segmentation.lora section
+        bad = [
+            (["norms-test"], "norms-test.*needs a learning rate"),
+            ([{"name": "earlier-test", "options": {"depth": 2}}], "earlier-test.*depth"),
+            ([{"name": "linear", "lr": 1e-3, "epochs": 2}], "must be a name or a mapping"),
+            (["linear", "linear"], "listed twice"),
+            (["lorra"], "unknown adapter 'lorra'. Did you mean 'lora'"),
+            ([], "at least one adapter"),
+        ]
+        for adapters, message in bad:
+            with pytest.raises(ConfigError, match=message):
+                configured_adapters(registry, {**config, "adapters": adapters})
+
+
+def test_adapters_cannot_take_the_name_of_a_setting_or_a_metric():
+    class Named(Adapter):
+        frozen = True
+
+    class Plugin:
+        @hookimpl
+        def kdbench_register_adapters(self, register):
+            register(Named, name="head")
+            register(Named, name="1shot")
+
+    config = Segmentation().config("embedded", smoke=True)
+    with plugins.temporary_plugin(Plugin(), distribution="tests") as registry:
+        for name in ("head", "1shot"):
+            with pytest.raises(ConfigError, match=f"cannot be called '{name}'"):
+                configured_adapters(registry, {**config, "adapters": [name]})
+
+
+def test_per_adapter_metrics_are_a_declared_family():
+    protocol = Segmentation()
+    spec = protocol.metric("miou_anything")
+    assert (spec.name, spec.higher_is_better, spec.unit) == ("miou_anything", True, "%")
+    assert "anything adapter" in spec.description
+    assert protocol.metric("miou_1shot").description.startswith("mIoU with 1 support")
+    assert protocol.declares("miou_linear") and not protocol.declares("accuracy")
+    with pytest.raises(KeyError, match="declares no metric 'accuracy'"):
+        protocol.metric("accuracy")
+
+
+# -- the library on its own -----------------------------------------------------------------
+
+
+def test_the_library_scores_a_backbone_without_the_protocol(world_weights):
+    from kdbench.world.models import shapes_student
+
+    scenes = shapes_scenes(pool_size=24, eval_size=6, domain="base", max_objects=4)
+    backbone = shapes_student(img_size=64)
+    support = draw_support_sets(scenes.presence, scenes.load_pool, [1, 2], [0])
+    assert set(support.draws) == {(1, 0), (2, 0)}
+    rows = support.rows((2, 0))
+    assert (support.images[rows] == scenes.load_pool(support.draws[(2, 0)].indices)[0]).all()
+    train = TrainConfig(epochs=1, steps=3, batch_size=4, lr=1e-2)
+    per_k, heads = frozen_confusions(
+        backbone, (), scenes, support, seed=0, train=train, batch_size=8
+    )
+    assert sorted(per_k) == [1, 2] and len(per_k[1]) == 1 and set(heads) == set(support.draws)
+    # the same as one head by hand, from the documented building blocks
+    tokens = token_features(backbone, support.images[rows], (), device="cpu", batch_size=8)
+    head = fit_head(
+        tokens,
+        support.masks[rows],
+        scenes.num_classes,
+        stream_seed(0, "segmentation/head", 2, 0),
+        dataclasses.replace(train, seed=stream_seed(0, "segmentation/order", 2, 0)),
+    )
+    eval_tokens = token_features(backbone, scenes.eval_images, (), device="cpu", batch_size=8)
+    [cm] = head_confusions([head], eval_tokens, scenes.eval_masks, scenes.num_classes)
+    assert torch.equal(cm, per_k[2][0]) and cm.sum() == (scenes.eval_masks != 255).sum()
+    scores = ShotScores.of(per_k, [1, 2])
+    assert scores.percent.shape == (2, 1)
+    assert scores.statistics()["confusion"]["2shot"] == [cm.tolist()]
 
 
 # -- the standard suite on fixtures -------------------------------------------------------

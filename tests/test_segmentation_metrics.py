@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kdbench.metrics import confusion_matrix, miou
-from kdbench.metrics.segmentation import IGNORE_INDEX
+from kdbench.metrics.segmentation import IGNORE_INDEX, confusions, mean_per_class
 
 
 def direct_iou(pred: np.ndarray, target: np.ndarray, num_classes: int) -> list[float]:
@@ -120,3 +120,32 @@ def test_inputs_are_left_untouched():
     pred_t, target_t = torch.from_numpy(pred.copy()), torch.from_numpy(target.copy())
     confusion_matrix(pred_t, target_t, 5)
     assert np.array_equal(pred_t.numpy(), pred) and np.array_equal(target_t.numpy(), target)
+
+
+def test_confusions_accumulate_several_outputs_batch_by_batch():
+    pred_a, target = random_maps(3, shape=(7, 9, 11))
+    pred_b, _ = random_maps(4, shape=(7, 9, 11))
+    masks = torch.from_numpy(target)
+    seen = []
+
+    def predict_batch(part):
+        seen.append((part.start, part.stop))
+        # one-hot "logits" whose argmax is the prediction
+        return [
+            torch.nn.functional.one_hot(torch.from_numpy(p[part]), 5).permute(0, 3, 1, 2).float()
+            for p in (pred_a, pred_b)
+        ]
+
+    total = confusions(predict_batch, masks, 5, outputs=2, batch_size=3)
+    assert seen == [(0, 3), (3, 6), (6, 9)]
+    assert total.shape == (2, 5, 5) and total.dtype == torch.int64
+    assert torch.equal(total[0], confusion_matrix(torch.from_numpy(pred_a), masks, 5))
+    assert torch.equal(total[1], confusion_matrix(torch.from_numpy(pred_b), masks, 5))
+
+
+def test_mean_per_class_averages_each_class_over_the_matrices_where_it_has_a_union():
+    a = miou(np.array([[2, 0, 0], [0, 1, 0], [0, 0, 0]]))  # IoU 1, 1, NaN (zero union)
+    b = miou(np.array([[1, 1, 0], [0, 0, 0], [0, 0, 3]]))  # IoU 0.5, 0, 1
+    out = mean_per_class([a, b])
+    np.testing.assert_allclose(out, [(1.0 + 0.5) / 2, (1.0 + 0.0) / 2, 1.0])
+    assert np.isnan(mean_per_class([a])[2])

@@ -5,12 +5,16 @@ target class, columns the predicted class, as in torchmetrics); pixels whose tar
 ignore index are left out. Confusion matrices of batches, images or whole evaluation sets
 simply add up, so a dataset's matrix is accumulated batch by batch and stored to rescore.
 
+``confusions`` accumulates the matrices of several models at once over an evaluation set,
+batch by batch, from a function that gives each model's logits for a slice of it.
+
 ``miou`` follows mmsegmentation: per class IoU = TP / (TP + FP + FN); a class with zero
 union (absent from the targets and never predicted) has IoU NaN and is left out of the mean.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -78,6 +82,26 @@ def confusion_matrix(
     return counts.reshape(num_classes, num_classes)
 
 
+@torch.no_grad()
+def confusions(
+    predict_batch: Callable[[slice], list[torch.Tensor]],
+    masks: torch.Tensor,
+    num_classes: int,
+    outputs: int,
+    batch_size: int,
+) -> torch.Tensor:
+    """(outputs, C, C) confusion matrices, accumulated batch by batch; ``predict_batch``
+    gives each output's logits for a slice of the evaluation set."""
+    total = torch.zeros((outputs, num_classes, num_classes), dtype=torch.int64)
+    for start in range(0, masks.shape[0], batch_size):
+        part = slice(start, start + batch_size)
+        target = masks[part]
+        for i, logits in enumerate(predict_batch(part)):
+            pred = logits.argmax(1).cpu()
+            total[i] += confusion_matrix(pred, target, num_classes, IGNORE_INDEX)
+    return total
+
+
 def miou(confusion: torch.Tensor | np.ndarray) -> IoU:
     """Mean IoU and per-class IoU of a confusion matrix (rows target, columns prediction).
 
@@ -98,3 +122,15 @@ def miou(confusion: torch.Tensor | np.ndarray) -> IoU:
     valid = union > 0
     mean = float(per_class[valid].mean()) if valid.any() else float("nan")
     return IoU(mean, per_class)
+
+
+def mean_per_class(ious: Sequence[IoU]) -> np.ndarray:
+    """Per-class IoU averaged over several matrices (e.g. support draws), each class over
+    the matrices where it has a non-zero union; NaN for a class with none."""
+    values = np.stack([r.per_class for r in ious])
+    finite = np.isfinite(values)
+    total = np.where(finite, values, 0).sum(0)
+    count = finite.sum(0)
+    out = np.full(values.shape[1], np.nan)
+    np.divide(total, count, out=out, where=count > 0)
+    return out

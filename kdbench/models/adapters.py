@@ -9,13 +9,15 @@ place and says which intermediate layers a head should read.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdbench.errors import ConfigError, UnknownComponentError
 from kdbench.models.backbone import Backbone
 
 if TYPE_CHECKING:
@@ -212,3 +214,58 @@ def teacher_adapter(registry: Registry, mode: str) -> Component:
     """The registered adapter a recipe's ``teacher_mode`` names: one of the short names in
     :data:`TEACHER_MODES` or any adapter name, a plugin's included."""
     return registry.get("adapters", TEACHER_MODES.get(mode, mode))
+
+
+@dataclass
+class AdapterChoice:
+    """An adapter a protocol config names: the registered component, the adapter built with
+    its options, and the learning rate it trains with (None when it is frozen)."""
+
+    name: str
+    component: Component
+    adapter: Adapter
+    lr: float | None
+
+    def ref(self) -> dict[str, Any]:
+        """The record's component reference: name, distribution, version and options."""
+        return {**self.component.ref(), "options": self.adapter.options()}
+
+
+def choose_adapter(
+    registry: Registry,
+    entry: str | Mapping[str, Any],
+    *,
+    options: Callable[[str], Mapping[str, Any]],
+    lr: Callable[[str], float | None],
+    where: str,
+) -> AdapterChoice:
+    """The registered adapter (built-in or a plugin's) a config entry names.
+
+    ``entry`` is a name or a mapping ``{"name", "options", "lr"}`` (both optional). Options
+    the mapping does not give come from ``options(name)``; an adapter that is not ``frozen``
+    trains with the mapping's ``lr``, else ``lr(name)``, and without one is refused.
+    """
+    spec = dict(entry) if isinstance(entry, Mapping) else {"name": entry}
+    name, given, rate = spec.pop("name", None), spec.pop("options", None), spec.pop("lr", None)
+    if not isinstance(name, str) or spec:
+        raise ConfigError(
+            f"{where}: adapter entry {entry!r} must be a name or a mapping with 'name' and "
+            "optional 'options' and 'lr'"
+        )
+    try:
+        component = registry.get("adapters", name)
+    except UnknownComponentError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    try:
+        adapter: Adapter = component.load()(**dict(options(name) if given is None else given))
+    except TypeError as error:
+        raise ConfigError(f"{where}: adapter {name!r}: {error}") from None
+    if adapter.frozen:
+        return AdapterChoice(name, component, adapter, None)
+    rate = rate if rate is not None else lr(name)
+    if rate is None:
+        raise ConfigError(
+            f"{where}: adapter {name!r} trains the backbone and needs a learning rate: give "
+            f'the entry one, {{"name": "{name}", "lr": 1e-3}}'
+        )
+    return AdapterChoice(name, component, adapter, rate)

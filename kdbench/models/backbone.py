@@ -12,13 +12,16 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench.errors import WeightsError
+
+if TYPE_CHECKING:
+    from kdbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,32 @@ def _token_map(model: nn.Module, final: torch.Tensor, last_inter: torch.Tensor) 
     h, w = last_inter.shape[-2:]
     patches = final[:, prefix:]
     return patches.transpose(1, 2).reshape(final.shape[0], final.shape[-1], h, w)
+
+
+def resample_backbone(
+    backbone: Backbone, registry: Registry, kind: str, spec: dict[str, Any], size: int
+) -> Backbone:
+    """``backbone``'s weights in a copy built for ``size`` px inputs (absolute position
+    embeddings resampled to the new token grid; CNNs just take the new size). The copy is
+    built by the registered ``kind`` component named in ``spec`` (``{"name", "options"}``)."""
+    if tuple(backbone.input_size) == (size, size):
+        return backbone
+    from timm.layers import resample_abs_pos_embed
+
+    options = {**spec.get("options", {}), "img_size": size, "pretrained": False}
+    options.pop("weights", None)
+    fresh: Backbone = registry.get(kind, spec["name"]).load()(**options)
+    state = dict(backbone.state_dict())
+    pos = state.get("model.pos_embed")
+    target = getattr(fresh.model, "pos_embed", None)
+    if pos is not None and target is not None and pos.shape != target.shape:
+        prefix = (
+            0 if getattr(fresh.model, "no_embed_class", False) else fresh.model.num_prefix_tokens
+        )
+        grid = list(fresh.model.patch_embed.grid_size)
+        state["model.pos_embed"] = resample_abs_pos_embed(pos, grid, num_prefix_tokens=prefix)
+    fresh.load_state_dict(state)
+    return fresh
 
 
 # -- weights ------------------------------------------------------------------------------

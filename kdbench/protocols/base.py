@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from kdbench.errors import ConfigError
 from kdbench.protocols.configs.model import check_config
 from kdbench.registry import Component, Registry
-from kdbench.results import ComponentRef, DatasetIdentity, Metric, MetricSpec
+from kdbench.results import ComponentRef, DatasetIdentity, Metric, MetricFamily, MetricSpec
 from kdbench.subjects import Subject, subject_of
 
 SUITES = ("embedded", "standard")
@@ -74,6 +74,8 @@ class Protocol(ABC):
     """The pydantic model of the config, per suite (see :mod:`kdbench.protocols.configs`):
     a run's config is checked through it when the run is planned. A suite without one is
     not checked beyond its keys."""
+    metric_families: ClassVar[tuple[MetricFamily, ...]] = ()
+    """Metrics named after an open set of members (a fixed name in ``metrics`` wins)."""
 
     @abstractmethod
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
@@ -94,10 +96,23 @@ class Protocol(ABC):
         return own(self) if callable(own) else None
 
     def metric(self, name: str) -> MetricSpec:
+        """The spec of ``name``: a fixed metric, else a member of a metric family."""
         for spec in self.metrics:
             if spec.name == name:
                 return spec
+        for family in self.metric_families:
+            member = family.member_of(name)
+            if member is not None:
+                return family.spec(member)
         raise KeyError(f"protocol {self.name!r} declares no metric {name!r}")
+
+    def declares(self, name: str) -> bool:
+        """Whether ``name`` is one of this protocol's metrics (fixed or of a family)."""
+        try:
+            self.metric(name)
+        except KeyError:
+            return False
+        return True
 
     @property
     def headline(self) -> MetricSpec | None:

@@ -17,17 +17,20 @@ TPR, macro-F1 of the decision; mean over tasks ± 95% CI, per distance and overa
 The *student* is scored: its image embedding (aligned to the teacher's joint space by the
 method) against the teacher's text embeddings. Recipes train the student (from the pretrained
 student, or from random weights for ``student_init="scratch"``) on the base classes with a
-text-space head (see :class:`TextSpaceStudent`); reference rows
+text-space head (:class:`kdbench.models.text_space.TextSpaceStudent`); reference rows
 are the teacher itself and the pretrained student with a closed-form linear map into the
 joint space. Embeddings of the evaluation images and label texts are computed once per
 model and cached; tasks are index arithmetic over the cached matrices.
+
+Pools live in :mod:`kdbench.data.pool`; task sampling, confusers and scoring in the
+evaluation library :mod:`kdbench.oneclass`. This module keeps the config, the unit and the
+record.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,16 +38,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from kdbench import subjects
-from kdbench.atomic import atomic_write_text
 from kdbench.cache import (
     cache_key,
     cached_tensors,
     tensor_digest,
 )
-from kdbench.confusers import Candidates, LabelSet, MissingTargetError, check_answer
+from kdbench.data.pool import Pool, dataset_pool, render_classes, shapes_pool
 from kdbench.distillation import (
     Needs,
     init_backbone,
@@ -52,26 +53,30 @@ from kdbench.distillation import (
 )
 from kdbench.methods import Method
 from kdbench.metrics import mean_ci95, proportion_ci95
-from kdbench.metrics.ranking import auroc_rows, binary_macro_f1_rows, fpr_at_tpr_rows
-from kdbench.models.backbone import Backbone, Features
 from kdbench.models.image_text import ImageTextModel
+from kdbench.models.text_space import TextSpaceStudent, TextSpaceTeacher, fit_linear_map
+from kdbench.oneclass import (
+    DISTANCES,
+    SHAPES_DISTANCES,
+    UNIFORM,
+    Tasks,
+    TaskScores,
+    cached_tasks,
+    check_distances,
+    choose_targets,
+    draw_confusers,
+    embed_pool,
+    sample_tasks,
+    score_tasks,
+    zero_shot_correct,
+)
 from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
 from kdbench.protocols.base_training import BASE_UNSUPPORTED, frozen_teacher_reason
 from kdbench.protocols.configs import oneclass as oneclass_config
 from kdbench.registry import Component, Registry
-from kdbench.results import ComponentRef, DatasetIdentity
-from kdbench.seeding import rng
+from kdbench.results import ComponentRef
 from kdbench.student_stage import CacheSlot, StageData, train_student
 from kdbench.train import TrainConfig, predict
-
-SHAPES_DISTANCES = ("root", "tone", "colour", "shape")
-INAT_DISTANCES = ("kingdom", "phylum", "class", "order", "family", "genus")
-UNIFORM = "uniform"
-ROOT = "root"
-DISTANCES = (*SHAPES_DISTANCES, *INAT_DISTANCES, UNIFORM)
-"""Every distance a metric is declared for: the rank of the lowest common ancestor of target
-and negatives (``root``: none below the root; ``uniform``: any other class)."""
-SCORES = ("margin", "target")
 
 
 def _per_distance_specs() -> tuple[MetricSpec, ...]:
@@ -86,70 +91,6 @@ def _per_distance_specs() -> tuple[MetricSpec, ...]:
     return tuple(specs)
 
 
-# -- data -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Pool:
-    """The evaluation images and classes: targets and negatives both come from here."""
-
-    names: list[str]
-    """Pool label -> class name."""
-    image_labels: np.ndarray
-    """Per image, its pool label."""
-    levels: tuple[str, ...] | None
-    codes: np.ndarray | None
-    """(classes, levels) integer id of each class's ancestor at each rank, or None."""
-    vocabulary: LabelSet
-    """Every label name confusers may come from (all classes of the dataset)."""
-    text_index: np.ndarray
-    """Pool label -> row of ``vocabulary.names``."""
-    identity: DatasetIdentity
-    digest: str
-    images: torch.Tensor | None = None
-    """uint8 images in memory (embedded suite), or None: decoded from ``split`` on demand."""
-    split: Any = None
-    image_size: int | None = None
-    resize: int | None = None
-
-    @property
-    def num_images(self) -> int:
-        return int(self.image_labels.shape[0])
-
-
-def _codes(lineages: Sequence[Sequence[str]]) -> np.ndarray:
-    """Integer ids per (class, rank) of each class's ancestor (by lineage prefix)."""
-    depth = len(lineages[0]) if lineages else 0
-    codes = np.zeros((len(lineages), depth), dtype=np.int64)
-    for level in range(depth):
-        ids: dict[tuple[str, ...], int] = {}
-        for c, lineage in enumerate(lineages):
-            codes[c, level] = ids.setdefault(tuple(lineage[: level + 1]), len(ids))
-    return codes
-
-
-def _rendered(
-    world: Any,
-    class_ids: np.ndarray,
-    per_class: int,
-    stream: str,
-    domain: str,
-    cache_root: Path | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` Shapes images of every class (labels index ``class_ids``), seed 0,
-    rendered once and cached (the world is versioned, so its images are too)."""
-    key = cache_key("oneclass-render", world.version, class_ids.tolist(), per_class, stream, domain)
-
-    def render() -> dict[str, torch.Tensor]:
-        labels = np.repeat(np.arange(len(class_ids)), per_class)
-        labels = labels[rng(0, "oneclass-render", stream).permutation(len(labels))]
-        pixels = world.render(class_ids[labels], 0, stream, domain)
-        return {"images": torch.from_numpy(pixels), "labels": torch.from_numpy(labels)}
-
-    out, _ = cached_tensors("oneclass-render", key, render, cache_root)
-    return out["images"], out["labels"]
-
-
 def load_pool(
     config: dict[str, Any],
     suite: str,
@@ -161,382 +102,16 @@ def load_pool(
     dataset split on disk."""
     data = config["data"]
     if suite == "embedded":
-        from kdbench.world import ShapesWorld
-        from kdbench.world.taxonomy import LEVELS
-
-        world = ShapesWorld()
-        taxonomy = world.taxonomy
-        class_ids = np.concatenate([world.classes(s) for s in data["splits"]])
-        images, labels_t = _rendered(
-            world, class_ids, data["per_class"], "oneclass/eval", data["domain"], cache_root
-        )
-        labels = labels_t.numpy()
-        every = [c.name for c in taxonomy.classes]
-        vocabulary = LabelSet(
-            "shapes",
-            tuple(every),
-            tuple(c.lineage for c in taxonomy.classes),
-            LEVELS,
-            world.version,
-        )
-        lineages = [taxonomy.classes[i].lineage for i in class_ids]
-        digest = cache_key(world.version, class_ids.tolist(), data["per_class"], data["domain"])
-        return Pool(
-            names=[every[i] for i in class_ids],
-            image_labels=labels,
-            levels=LEVELS,
-            codes=_codes(lineages),
-            vocabulary=vocabulary,
-            text_index=np.asarray(class_ids, dtype=np.int64),
-            identity=world.identity(eval=len(labels)),
-            digest=digest,
-            images=images,
-        )
+        return shapes_pool(data["splits"], data["per_class"], data["domain"], cache_root)
     if not data.get("root"):
         raise ConfigError(
             f"set the {data['dataset']} folder: --set oneclass.data.root=PATH "
             "(layouts: docs/datasets.md)"
         )
     split = registry.get("datasets", data["dataset"]).load()(data["root"], data["split"])
-    names = list(split.classes)
-    unique = list(dict.fromkeys(names))
-    position = {n: i for i, n in enumerate(unique)}
-    lineages = split.taxonomy
-    levels = tuple(split.taxonomy_levels) if split.taxonomy_levels else None
-    vocabulary = LabelSet(
-        data["dataset"],
-        tuple(unique),
-        tuple(tuple(lineages[names.index(n)]) for n in unique) if lineages else None,
-        levels,
-        None,
+    return dataset_pool(
+        data["dataset"], split, image_size=data["image_size"], resize=data["resize"]
     )
-    return Pool(
-        names=names,
-        image_labels=np.asarray(split.labels, dtype=np.int64),
-        levels=levels,
-        codes=_codes(lineages) if lineages else None,
-        vocabulary=vocabulary,
-        text_index=np.asarray([position[n] for n in names], dtype=np.int64),
-        identity=DatasetIdentity(
-            name=data["dataset"],
-            manifest_sha256=split.manifest_sha256,
-            sizes={data["split"]: len(split)},
-        ),
-        digest=cache_key(split.manifest_sha256, data["image_size"], data["resize"]),
-        split=split,
-        image_size=data["image_size"],
-        resize=data["resize"],
-    )
-
-
-def embed_pool(
-    encode: Callable[[torch.Tensor], torch.Tensor],
-    pool: Pool,
-    *,
-    device: str,
-    batch_size: int = 256,
-    progress: Callable[..., Any] | None = None,
-) -> torch.Tensor:
-    """``encode`` applied to every pool image; images on disk are decoded batch by batch,
-    so a 100,000-image split never sits in memory."""
-    if pool.images is not None:
-        return predict(encode, pool.images, batch_size=batch_size, device=device, progress=progress)
-    chunks = []
-    starts: Any = range(0, pool.num_images, batch_size)
-    if progress is not None:
-        starts = progress(starts, desc="embed images", total=-(-pool.num_images // batch_size))
-    for start in starts:
-        stop = min(start + batch_size, pool.num_images)
-        batch = np.stack(
-            [pool.split.load(i, pool.image_size, pool.resize) for i in range(start, stop)]
-        )
-        images = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
-        chunks.append(predict(encode, images, batch_size=batch_size, device=device))
-    return torch.cat(chunks)
-
-
-# -- tasks ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Tasks:
-    """Drawn tasks: per task its target (pool label), distance (index into ``distances``)
-    and image indices (positives then negatives, ``-1`` padding)."""
-
-    distances: list[str]
-    target: np.ndarray
-    distance: np.ndarray
-    index: np.ndarray
-    labels: np.ndarray
-    skipped: dict[str, int]
-    short: int = 0
-
-    @property
-    def count(self) -> int:
-        return int(self.target.shape[0])
-
-    def digest(self) -> str:
-        return cache_key(
-            self.distances,
-            tensor_digest(
-                {
-                    "target": torch.from_numpy(self.target),
-                    "distance": torch.from_numpy(self.distance),
-                    "index": torch.from_numpy(self.index),
-                }
-            ),
-        )
-
-
-def check_distances(distances: Sequence[str], levels: Sequence[str] | None) -> None:
-    """Refuse distances the dataset's taxonomy does not have, listing those it has."""
-    allowed = [UNIFORM] + ([ROOT, *levels[:-1]] if levels else [])
-    bad = [d for d in distances if d not in allowed]
-    if bad or not distances:
-        raise ConfigError(
-            f"oneclass.tasks.distances {list(distances)}: "
-            f"{'unknown ' + ', '.join(map(repr, bad)) if bad else 'none given'}; this dataset "
-            f"has {', '.join(allowed)} (the rank of the lowest common ancestor of target and "
-            "negatives; the class's own rank is not a distance)"
-        )
-
-
-def sample_tasks(
-    pool: Pool,
-    targets: np.ndarray,
-    distances: Sequence[str],
-    positives: int | None,
-    per_target: int,
-    seed: int,
-) -> Tasks:
-    """Draw ``per_target`` tasks for every target and distance.
-
-    Each task takes ``n = min(positives, images of the target, images at the distance)``
-    positives (``positives=None``: every image of the target) and ``n`` negatives, both
-    without replacement, negatives uniform over the images of the classes at that distance.
-    Every task has its own random stream (``seed``, target name, distance, repeat), so
-    adding targets or distances never changes the other tasks.
-    """
-    levels = pool.levels or ()
-    n_classes = len(pool.names)
-    order = np.argsort(pool.image_labels, kind="stable")
-    counts = np.bincount(pool.image_labels, minlength=n_classes)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rows: list[tuple[int, int, np.ndarray, np.ndarray]] = []
-    skipped = {d: 0 for d in distances}
-    short = 0
-    cache: dict[tuple[Any, ...], np.ndarray] = {}
-    codes = pool.codes
-    for di, distance in enumerate(distances):
-        depth = None if distance in (UNIFORM, ROOT) else list(levels).index(distance)
-        for t in targets.tolist():
-            # classes whose lowest common ancestor with t is exactly at `distance`; the
-            # answer depends on t only through two ancestors, so it is shared and cached
-            if distance == UNIFORM:
-                negative = np.delete(np.arange(n_classes), t)
-            elif distance == ROOT:
-                key: tuple[Any, ...] = (distance, codes[t, 0])
-                if key not in cache:
-                    cache[key] = np.flatnonzero(codes[:, 0] != codes[t, 0])
-                negative = cache[key]
-            else:
-                key = (distance, codes[t, depth], codes[t, depth + 1])
-                if key not in cache:
-                    same = codes[:, depth] == codes[t, depth]
-                    cache[key] = np.flatnonzero(same & (codes[:, depth + 1] != codes[t, depth + 1]))
-                negative = cache[key]
-            negative = negative[counts[negative] > 0]
-            if not len(negative) or counts[t] == 0:
-                skipped[distance] += 1
-                continue
-            neg_counts = counts[negative]
-            total = int(neg_counts.sum())
-            want = counts[t] if positives is None else positives
-            n = int(min(want, counts[t], total))
-            short += per_target * int(n < want)
-            bounds = np.cumsum(neg_counts)
-            for repeat in range(per_target):
-                g = rng(seed, "oneclass-tasks", pool.names[t], distance, repeat)
-                pos = order[starts[t] + g.choice(counts[t], size=n, replace=False)]
-                flat = g.choice(total, size=n, replace=False)
-                which = np.searchsorted(bounds, flat, side="right")
-                offset = flat - (bounds[which] - neg_counts[which])
-                neg = order[starts[negative[which]] + offset]
-                rows.append((t, di, pos, neg))
-    width = 2 * max((len(p) for _, _, p, _ in rows), default=0)
-    index = np.full((len(rows), width), -1, dtype=np.int64)
-    labels = np.full((len(rows), width), -1, dtype=np.int64)
-    for r, (_, _, pos, neg) in enumerate(rows):
-        index[r, : len(pos)], labels[r, : len(pos)] = pos, 1
-        index[r, len(pos) : 2 * len(pos)], labels[r, len(pos) : 2 * len(pos)] = neg, 0
-    return Tasks(
-        distances=list(distances),
-        target=np.asarray([t for t, _, _, _ in rows], dtype=np.int64),
-        distance=np.asarray([d for _, d, _, _ in rows], dtype=np.int64),
-        index=index,
-        labels=labels,
-        skipped=skipped,
-        short=int(short),
-    )
-
-
-def choose_targets(pool: Pool, max_targets: int | None, seed: int) -> np.ndarray:
-    """Pool labels to use as targets: every class with images, or a uniform random subset."""
-    present = np.flatnonzero(np.bincount(pool.image_labels, minlength=len(pool.names)) > 0)
-    if max_targets is None or max_targets >= len(present):
-        return present
-    pick = rng(seed, "oneclass-targets").choice(len(present), size=max_targets, replace=False)
-    return present[np.sort(pick)]
-
-
-# -- confusers ------------------------------------------------------------------------------
-
-
-def draw_confusers(
-    source: Any, source_name: str, pool: Pool, targets: np.ndarray, k: int, seed: int
-) -> np.ndarray:
-    """(len(targets), k) rows of ``pool.vocabulary`` names: each target's confusers, ``-1``
-    padded when a source gives fewer than ``k``. Targets the source has no answer for are
-    reported together."""
-    names = pool.vocabulary.names
-    index = {n: i for i, n in enumerate(names)}
-    out = np.full((len(targets), k), -1, dtype=np.int64)
-    missing = []
-    for row, t in enumerate(targets.tolist()):
-        target = names[pool.text_index[t]]
-        candidates = Candidates(names, target, index)
-        try:
-            answer = source.confusers(target, candidates, k, seed)
-        except MissingTargetError:
-            missing.append(target)
-            continue
-        chosen = check_answer(source_name, target, answer, candidates, k)
-        out[row, : len(chosen)] = [index[n] for n in chosen]
-    if missing:
-        shown = ", ".join(repr(m) for m in missing[:20])
-        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-        raise MissingTargetError(
-            f"confuser source {source_name!r} has no confusers for {len(missing)} target(s): "
-            f"{shown}{more}"
-        )
-    return out
-
-
-# -- scoring --------------------------------------------------------------------------------
-
-
-@dataclass
-class TaskScores:
-    auroc: np.ndarray
-    fpr95: np.ndarray
-    f1: np.ndarray
-
-
-def score_tasks(
-    image_embeddings: torch.Tensor,
-    text_embeddings: torch.Tensor,
-    pool: Pool,
-    targets: np.ndarray,
-    confusers: np.ndarray,
-    tasks: Tasks,
-    score: str = "margin",
-    chunk: int = 8192,
-) -> TaskScores:
-    """Per-task AUROC, FPR@95%TPR and macro-F1, for all tasks as array operations.
-
-    The margin ``x·t - mean_k x·c_k`` equals ``x·(t - mean_k c_k)`` for one image ``x``, so
-    each target gets one direction ``w`` and a task's scores are a gather and a dot product.
-    """
-    if score not in SCORES:
-        raise ConfigError(f"oneclass.score must be one of {', '.join(SCORES)}, not {score!r}")
-    text = F.normalize(text_embeddings.double(), dim=-1)
-    images = F.normalize(image_embeddings.double(), dim=-1)
-    target_text = text[torch.from_numpy(pool.text_index[targets])]
-    valid = torch.from_numpy(confusers >= 0)
-    conf = text[torch.from_numpy(confusers.clip(min=0))] * valid.unsqueeze(-1)
-    prototype = conf.sum(1) / valid.sum(1, keepdim=True).clamp_min(1)
-    margin_w = target_text - prototype
-    row_of = {int(t): r for r, t in enumerate(targets.tolist())}
-    task_row = torch.as_tensor([row_of[int(t)] for t in tasks.target], dtype=torch.long)
-    index = torch.from_numpy(tasks.index)
-    margins, ranked = [], []
-    for start in range(0, tasks.count, chunk):
-        rows = task_row[start : start + chunk]
-        x = images[index[start : start + chunk].clamp(min=0)]  # (chunk, width, D)
-        margins.append(torch.einsum("twd,td->tw", x, margin_w[rows]))
-        if score == "target":
-            ranked.append(torch.einsum("twd,td->tw", x, target_text[rows]))
-    margin = torch.cat(margins).numpy() if margins else np.zeros(tasks.index.shape)
-    ranking = torch.cat(ranked).numpy() if ranked else margin
-    labels = tasks.labels
-    if not tasks.count:
-        empty = np.zeros(0)
-        return TaskScores(empty, empty, empty)
-    return TaskScores(
-        auroc=auroc_rows(ranking, labels),
-        fpr95=fpr_at_tpr_rows(ranking, labels, 0.95),
-        f1=binary_macro_f1_rows(margin > 0, labels),
-    )
-
-
-# -- students -------------------------------------------------------------------------------
-
-
-class TextSpaceStudent(nn.Module):
-    """A student backbone with a linear projection into the teacher's joint space; its
-    logits are scaled cosines to the teacher's (frozen) text embeddings of the base-class
-    names, CLIP-style. ``embed`` gives the joint-space embedding the protocol scores."""
-
-    def __init__(
-        self, backbone: Backbone, joint_dim: int, class_text: torch.Tensor, scale: float
-    ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.proj = nn.Linear(backbone.embed_dim, joint_dim)
-        self.register_buffer("class_text", F.normalize(class_text.float(), dim=-1), False)
-        self.scale = float(scale)
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.proj(self.backbone(images)), dim=-1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.embed(images) @ self.class_text.T
-
-    def features(
-        self, images: torch.Tensor, tokens: bool = False, layers: Sequence[int] = ()
-    ) -> Features:
-        out = self.backbone.features(images, tokens=tokens, layers=layers)
-        out.logits = self.scale * F.normalize(self.proj(out.pooled), dim=-1) @ self.class_text.T
-        return out
-
-
-class TextSpaceTeacher:
-    """The teacher's outputs for a recipe: ``pooled`` its joint image embedding, ``logits``
-    its scaled image–text cosines to the base-class names (what it predicts zero-shot)."""
-
-    def __init__(self, teacher: ImageTextModel, class_text: torch.Tensor) -> None:
-        self.teacher = teacher
-        self.class_text = F.normalize(class_text.float(), dim=-1)
-
-    def __call__(
-        self, images: torch.Tensor, tokens: bool = False, layers: Sequence[int] = ()
-    ) -> Features:
-        out = self.teacher.features(images, tokens=tokens, layers=layers)
-        text = self.class_text.to(out.pooled.device)
-        out.logits = self.teacher.logit_scale * F.normalize(out.pooled, dim=-1) @ text.T
-        return out
-
-
-def fit_linear_map(x: torch.Tensor, y: torch.Tensor, ridge: float) -> tuple[torch.Tensor, ...]:
-    """Closed-form ridge regression ``y ≈ x W + b`` (``ridge`` relative to the mean
-    eigenvalue of the centred Gram matrix): weight (d, D) and bias (D,)."""
-    x, y = x.double(), y.double()
-    mx, my = x.mean(0), y.mean(0)
-    xc, yc = x - mx, y - my
-    gram = xc.T @ xc
-    lam = ridge * float(torch.trace(gram)) / gram.shape[0]
-    weight = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), xc.T @ yc)
-    return weight.float(), (my - mx @ weight).float()
 
 
 @dataclass
@@ -562,7 +137,9 @@ def load_base_data(
         world = ShapesWorld()
         class_ids = world.classes("base")
         per_class = stage["train_per_class"]
-        images, labels = _rendered(world, class_ids, per_class, "oneclass/base", "base", cache_root)
+        images, labels = render_classes(
+            world, class_ids, per_class, "oneclass/base", "base", cache_root
+        )
         digest = cache_key(world.version, class_ids.tolist(), per_class, "oneclass/base")
         return BaseData(images, labels, world.names(class_ids), digest, {"base": len(labels)})
     if not stage.get("root"):
@@ -812,7 +389,19 @@ class OneClass(Protocol):
             task_config["positives"],
             task_config["per_target"],
         )
-        tasks = self._tasks(context, tasks_key, pool, targets, distances, task_config)
+        tasks = cached_tasks(
+            lambda: sample_tasks(
+                pool,
+                targets,
+                distances,
+                task_config["positives"],
+                task_config["per_target"],
+                seed,
+            ),
+            tasks_key,
+            distances,
+            context.cache_dir,
+        )
         scores = score_tasks(
             embeddings, text, pool, targets, confusers, tasks, score=config["score"]
         )
@@ -820,7 +409,7 @@ class OneClass(Protocol):
         metrics, statistics, notes = self._aggregate(scores, tasks)
         notes = subject.notes + notes
         if config["zero_shot_top1"]:
-            correct = _zero_shot_correct(embeddings, text, pool)
+            correct = zero_shot_correct(embeddings, text, pool)
             acc, ci = proportion_ci95(correct, pool.num_images)
             metrics.append(self.metric("zero_shot_top1")(acc, ci95=ci, n=pool.num_images))
         vocab = pool.vocabulary.names
@@ -847,50 +436,6 @@ class OneClass(Protocol):
             notes=notes,
             train_seconds=subject.train_seconds,
             eval_seconds=time.perf_counter() - eval_started,
-        )
-
-    def _tasks(
-        self,
-        context: UnitContext,
-        key: str,
-        pool: Pool,
-        targets: np.ndarray,
-        distances: list[str],
-        task_config: dict[str, Any],
-    ) -> Tasks:
-        """Draw the tasks, or load them from the cache: every method of a seed gets the
-        same tasks, saved like few-shot episodes."""
-        meta = context.cache_dir / "oneclass-tasks" / f"{key}.json"
-
-        def draw() -> dict[str, torch.Tensor]:
-            drawn = sample_tasks(
-                pool,
-                targets,
-                distances,
-                task_config["positives"],
-                task_config["per_target"],
-                context.seed,
-            )
-            atomic_write_text(meta, json.dumps({"skipped": drawn.skipped, "short": drawn.short}))
-            return {
-                "target": torch.from_numpy(drawn.target),
-                "distance": torch.from_numpy(drawn.distance),
-                "index": torch.from_numpy(drawn.index),
-                "labels": torch.from_numpy(drawn.labels),
-            }
-
-        saved, _ = cached_tensors("oneclass-tasks", key, draw, context.cache_dir)
-        if not meta.exists():  # tensors from an interrupted write: draw again
-            saved = draw()
-        info = json.loads(meta.read_text())
-        return Tasks(
-            distances=list(distances),
-            target=saved["target"].numpy(),
-            distance=saved["distance"].numpy(),
-            index=saved["index"].numpy(),
-            labels=saved["labels"].numpy(),
-            skipped={d: int(info["skipped"][d]) for d in distances},
-            short=int(info["short"]),
         )
 
     def _aggregate(
@@ -1132,19 +677,3 @@ class JointSpaceTeacher:
             "its logits are its scaled image–text cosines to the base-class names, its "
             "pooled output the joint image embedding; computed once for the training set"
         ]
-
-
-@torch.no_grad()
-def _zero_shot_correct(
-    embeddings: torch.Tensor, text: torch.Tensor, pool: Pool, chunk: int = 4096
-) -> int:
-    """How many pool images are nearest to their own class name among the pool's names."""
-    names = torch.from_numpy(np.unique(pool.text_index))
-    class_text = F.normalize(text[names].float(), dim=-1)
-    truth = torch.from_numpy(pool.text_index[pool.image_labels])
-    correct = 0
-    for start in range(0, len(embeddings), chunk):
-        x = F.normalize(embeddings[start : start + chunk].float(), dim=-1)
-        predicted = names[(x @ class_text.T).argmax(-1)]
-        correct += int((predicted == truth[start : start + chunk]).sum())
-    return correct

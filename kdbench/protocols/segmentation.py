@@ -12,13 +12,15 @@ For one unit (method x seed) the protocol
    student for the reference rows; it runs it at ``image_size`` (the position embeddings of
    a trained student are resampled to that grid);
 2. draws, for every ``k`` in ``shots`` and every seed in ``draws``, a support set of
-   ``k`` images per class from the support pool (:func:`draw_support`); the draws depend
-   only on the pool, ``k`` and the draw seed, so every method sees the same support sets;
-3. for the frozen adapters (``linear``: final tokens, ``multilayer``: the last 4 layers
+   ``k`` images per class from the support pool (:func:`kdbench.segmentation.draw_support`);
+   the draws depend only on the pool, ``k`` and the draw seed, so every method sees the
+   same support sets;
+3. runs every adapter the config names, from the registry (built-in or from a plugin):
+   for a ``frozen`` one (``linear``: final tokens, ``multilayer``: the last 4 layers
    concatenated) computes the backbone's token maps once per image (cached on disk per
-   backbone digest and image set) and trains one head per (k, draw) on them; for ``lora``,
-   ``svf`` and ``finetune`` starts from that linear head and trains the adapted backbone and
-   the head together on the support images;
+   backbone digest and image set) and trains one head per (k, draw) on them; any other
+   (``lora``, ``svf``, ``finetune``) starts from the frozen head on the layers it reads
+   and trains the adapted backbone and the head together on the support images;
 4. scores every head on the evaluation set, accumulating one dataset-level confusion matrix
    per (adapter, k, draw) with :func:`kdbench.metrics.confusion_matrix`; the last training
    step is scored (no selection on the evaluation set).
@@ -31,27 +33,20 @@ support indices are in ``statistics`` so a record can be rescored.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
-from kdbench.data.base import IGNORE_INDEX, SegmentationSplit, check_mask
+from kdbench.data.scenes import SceneData, dataset_scenes, shapes_scenes
 from kdbench.distillation import init_backbone
 from kdbench.methods import Method
-from kdbench.metrics.segmentation import confusion_matrix, miou
 from kdbench.metrics.stats import mean_ci95
-from kdbench.models.adapters import Adapter
-from kdbench.models.backbone import Backbone
+from kdbench.models.adapters import AdapterChoice, choose_adapter
+from kdbench.models.backbone import resample_backbone
 from kdbench.models.heads import SegmentationHead
-from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
+from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
 from kdbench.protocols.base_training import (
     BASE_UNSUPPORTED,
     base_student,
@@ -60,409 +55,113 @@ from kdbench.protocols.base_training import (
 )
 from kdbench.protocols.configs import segmentation as segmentation_config
 from kdbench.registry import Component, Registry
-from kdbench.results import ComponentRef, DatasetIdentity
-from kdbench.seeding import rng
-from kdbench.train import TrainConfig, fit
+from kdbench.results import ComponentRef, MetricFamily, MetricSpec
+from kdbench.segmentation import (
+    Key,
+    PerShot,
+    ShotScores,
+    adapted_confusions,
+    draw_support_sets,
+    frozen_confusions,
+    percent,
+)
+from kdbench.train import TrainConfig
 
 SHOTS = (1, 2, 5, 10)
 """The k a record can report (PROTOCOLS.md §4)."""
-ADAPTERS = ("linear", "multilayer", "lora", "svf", "finetune")
-FROZEN = ("linear", "multilayer")
+SECTIONS = frozenset(
+    {"base", "shots", "draws", "adapters", "head", "adapted", "batch_size", "cache_features"}
+    | {"image_size", "data"}
+)
+"""The protocol's own config keys; any other top-level section holds the options of the
+adapter it is named after (``multilayer``, ``lora``, ``svf`` by default)."""
+ADAPTER_MIOU = MetricFamily(
+    "miou_", "adapter", True, "%", description="mIoU with the {member} adapter, mean over k."
+)
+WHERE = "protocol 'segmentation'"
 
 
-# -- data ---------------------------------------------------------------------------------
-
-
-@dataclass
-class SceneData:
-    """A support pool (images drawn on demand) and a fixed evaluation set, both as uint8
-    tensors: images (N, 3, S, S), masks (N, H, W) with ``IGNORE_INDEX`` for unscored pixels."""
-
-    classes: list[str]
-    presence: np.ndarray
-    """(pool size, classes) bool: which classes each pool image contains."""
-    load_pool: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
-    eval_images: torch.Tensor
-    eval_masks: torch.Tensor
-    identity: DatasetIdentity
-    draws: dict[str, str]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-
-def _digest(*tensors: torch.Tensor) -> str:
-    return cache_key(*[tensor_digest({"t": t}) for t in tensors])
-
-
-def scene_presence(masks: torch.Tensor, num_classes: int) -> np.ndarray:
-    """(N, classes) bool: which classes occur (unignored) in each mask."""
-    flat = masks.reshape(masks.shape[0], -1).long()
-    n = flat.shape[0]
-    keep = flat != IGNORE_INDEX
-    index = torch.arange(n).unsqueeze(1) * num_classes + flat.clamp(max=num_classes - 1)
-    counts = torch.bincount(index[keep], minlength=n * num_classes).reshape(n, num_classes)
-    return (counts > 0).numpy()
-
-
-def load_embedded(config: dict[str, Any]) -> SceneData:
-    """Shapes scenes: a support pool and an evaluation set, fixed by the world's seed."""
-    from kdbench.world import ShapesWorld
-    from kdbench.world.world import SCENE_CLASSES
-
+def load_scenes(config: dict[str, Any], suite: str, registry: Registry, progress: Any) -> SceneData:
+    """The support pool and evaluation set the config names."""
     data = config["data"]
-    world = ShapesWorld()
-    pool_images, pool_masks = world.scenes(
-        data["pool"], 0, "segmentation/support-pool", data["domain"], data["max_objects"]
-    )
-    eval_images, eval_masks = world.scenes(
-        data["eval"], 0, "segmentation/eval", data["domain"], data["max_objects"]
-    )
-    classes = list(SCENE_CLASSES)
-
-    def load_pool(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
-        return pool_images[idx], pool_masks[idx]
-
-    return SceneData(
-        classes=classes,
-        presence=scene_presence(pool_masks, len(classes)),
-        load_pool=load_pool,
-        eval_images=eval_images,
-        eval_masks=eval_masks,
-        identity=world.identity(support_pool=len(pool_images), eval=len(eval_images)),
-        draws={
-            "support_pool": _digest(pool_images, pool_masks),
-            "eval": _digest(eval_images, eval_masks),
-        },
-    )
-
-
-def _resized(split: SegmentationSplit, index: int, size: int, label_size: int):
-    """One image and mask of ``split`` (mask values checked, naming the file) resized to
-    squares: bilinear ``size`` for the image, nearest ``label_size`` for the mask."""
-    from PIL import Image
-
-    image, mask = split.load(index)
-    im = Image.fromarray(image).resize((size, size), Image.BILINEAR)
-    lab = Image.fromarray(mask.astype(np.uint8), "L").resize(
-        (label_size, label_size), Image.NEAREST
-    )
-    return np.asarray(im).transpose(2, 0, 1), np.asarray(lab)
-
-
-def decode(
-    split: SegmentationSplit,
-    indices: Sequence[int],
-    size: int,
-    label_size: int,
-    progress: Callable[..., Any] | None = None,
-    desc: str = "decode",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 3, size, size) and masks (N, label_size, label_size), uint8."""
-    images = np.zeros((len(indices), 3, size, size), dtype=np.uint8)
-    masks = np.zeros((len(indices), label_size, label_size), dtype=np.uint8)
-    rows: Any = enumerate(indices)
-    if progress is not None:
-        rows = progress(rows, desc=desc, total=len(indices))
-    for row, i in rows:
-        images[row], masks[row] = _resized(split, int(i), size, label_size)
-    return torch.from_numpy(images), torch.from_numpy(masks)
-
-
-def split_presence(split: SegmentationSplit, progress: Callable[..., Any] | None = None):
-    """(N, classes) bool presence table of a split. COCO lists each image's classes in
-    ``meta['image_classes']`` (background counted present in every image); other datasets
-    have their masks decoded once (values checked, naming the file)."""
-    n, c = len(split), split.num_classes
-    presence = np.zeros((n, c), dtype=bool)
-    listed = split.meta.get("image_classes")
-    if listed is not None:
-        for row, labels in enumerate(listed):
-            presence[row, list(labels)] = True
-        if split.classes and split.classes[0] == "background":
-            presence[:, 0] = True
-        return presence
-    rows: Any = range(n)
-    if progress is not None:
-        rows = progress(rows, desc=f"classes of {split.name}/{split.split}", total=n)
-    for row in rows:
-        mask = np.asarray(split.mask_loader(split.masks[row]), dtype=np.int64)
-        check_mask(mask, c, where=str(split.masks[row]))
-        values = np.unique(mask)
-        presence[row, values[values != IGNORE_INDEX]] = True
-    return presence
-
-
-def load_standard(
-    config: dict[str, Any], registry: Registry, progress: Callable[..., Any] | None
-) -> SceneData:
-    """A real dataset: support pool from ``support_split``, evaluation on ``eval_split``."""
-    data = config["data"]
+    if suite == "embedded":
+        return shapes_scenes(data["pool"], data["eval"], data["domain"], data["max_objects"])
     if not data.get("root"):
         raise ConfigError(
             f"set the {data['dataset']} folder: --set segmentation.data.root=PATH "
             "(see docs/datasets.md for the layout)"
         )
     loader = registry.get("datasets", data["dataset"]).load()
-    support = loader(data["root"], data["support_split"])
-    evaluation = loader(data["root"], data["eval_split"])
-    if not isinstance(support, SegmentationSplit):
-        raise ConfigError(f"dataset {data['dataset']!r} is not a segmentation dataset")
-    if support.classes != evaluation.classes:
-        raise ConfigError(
-            f"{data['dataset']}: the {data['support_split']} and {data['eval_split']} splits "
-            "list different classes"
+    return dataset_scenes(
+        data["dataset"],
+        loader(data["root"], data["support_split"]),
+        loader(data["root"], data["eval_split"]),
+        image_size=config["image_size"],
+        label_size=data["label_size"],
+        eval_limit=data.get("eval_limit"),
+        progress=progress,
+    )
+
+
+def configured_adapters(registry: Registry, config: dict[str, Any]) -> list[AdapterChoice]:
+    """The adapters ``config["adapters"]`` names (:func:`choose_adapter`): options from the
+    entry, else the config section named after the adapter; the learning rate of one that
+    trains the backbone from the entry, else ``adapted.lr[<name>]``."""
+    entries, out = config["adapters"], []
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{WHERE}: adapters needs at least one adapter, e.g. ['linear']")
+    for entry in entries:
+        choice = choose_adapter(
+            registry,
+            entry,
+            options=lambda name: {} if name in SECTIONS else config.get(name) or {},
+            lr=config["adapted"]["lr"].get,
+            where=WHERE,
         )
-    if support.num_classes >= IGNORE_INDEX:
-        raise ConfigError(f"{data['dataset']} has {support.num_classes} classes; at most 254 fit")
-    size, label_size = config["image_size"], data["label_size"]
-    key = cache_key("segmentation-presence", support.name, support.manifest_sha256)
-    table, _ = cached_tensors(
-        "segmentation-presence",
-        key,
-        lambda: {"presence": torch.from_numpy(split_presence(support, progress).astype(np.uint8))},
-    )
-    limit = data.get("eval_limit")
-    eval_index = list(range(len(evaluation)))[: limit if limit else None]
-    eval_images, eval_masks = decode(
-        evaluation, eval_index, size, label_size, progress, f"decode {evaluation.name}"
-    )
-    notes = []
-    if limit and limit < len(evaluation):
-        notes.append(f"evaluated on the first {limit} of {len(evaluation)} images (eval_limit)")
-    return SceneData(
-        classes=list(support.classes),
-        presence=table["presence"].numpy().astype(bool),
-        load_pool=lambda index: decode(support, index, size, label_size),
-        eval_images=eval_images,
-        eval_masks=eval_masks,
-        identity=DatasetIdentity(
-            name=data["dataset"],
-            manifest_sha256=cache_key(support.manifest_sha256, evaluation.manifest_sha256),
-            sizes={"support_pool": len(support), "eval": len(eval_index)},
-        ),
-        draws={"support_pool": support.manifest_sha256, "eval": evaluation.manifest_sha256},
-        notes=notes,
-    )
-
-
-# -- support draws ------------------------------------------------------------------------
-
-
-@dataclass
-class SupportDraw:
-    """The pool images of one support set, and the classes it could not give k images."""
-
-    indices: np.ndarray
-    short: dict[int, int]
-    """class -> images containing it in the set, for classes with fewer than k."""
-
-    @property
-    def digest(self) -> str:
-        return cache_key([int(i) for i in self.indices])
-
-
-def draw_support(presence: np.ndarray, k: int, seed: int) -> SupportDraw:
-    """``k`` images per class from a pool whose ``presence[i, c]`` says image ``i`` shows
-    class ``c``.
-
-    Classes are served rarest first (fewest pool images; ties by index). Each class takes,
-    in a random order of the pool drawn from ``rng(seed, "segmentation/support", k)``, the
-    first images that show it and are not chosen yet, until the chosen set holds ``k``
-    images showing it; images chosen for one class count for every class they show, so
-    common classes (the background) are mostly covered by the others' images. A class shown
-    by fewer than ``k`` pool images gets all of them and is listed in ``short``.
-    """
-    if k <= 0:
-        raise ValueError(f"k must be positive, got {k}")
-    n, c = presence.shape
-    order = rng(seed, "segmentation/support", k).permutation(n)
-    ordered = presence[order]
-    chosen = np.zeros(n, dtype=bool)
-    have = np.zeros(c, dtype=np.int64)
-    short: dict[int, int] = {}
-    for cls in np.argsort(presence.sum(0), kind="stable"):
-        need = k - int(have[cls])
-        if need <= 0:
-            continue
-        candidates = order[ordered[:, cls] & ~chosen[order]]
-        take = candidates[:need]
-        chosen[take] = True
-        have += presence[take].sum(0)
-        if have[cls] < k:
-            short[int(cls)] = int(have[cls])
-    return SupportDraw(np.flatnonzero(chosen), short)
-
-
-# -- backbones and features --------------------------------------------------------------
-
-
-def resample_backbone(
-    backbone: Backbone, registry: Registry, kind: str, spec: dict[str, Any], size: int
-) -> Backbone:
-    """``backbone``'s weights in a copy built for ``size`` px inputs (absolute position
-    embeddings resampled to the new token grid; CNNs just take the new size)."""
-    if tuple(backbone.input_size) == (size, size):
-        return backbone
-    from timm.layers import resample_abs_pos_embed
-
-    options = {**spec.get("options", {}), "img_size": size, "pretrained": False}
-    options.pop("weights", None)
-    fresh: Backbone = registry.get(kind, spec["name"]).load()(**options)
-    state = dict(backbone.state_dict())
-    pos = state.get("model.pos_embed")
-    target = getattr(fresh.model, "pos_embed", None)
-    if pos is not None and target is not None and pos.shape != target.shape:
-        prefix = (
-            0 if getattr(fresh.model, "no_embed_class", False) else fresh.model.num_prefix_tokens
-        )
-        grid = list(fresh.model.patch_embed.grid_size)
-        state["model.pos_embed"] = resample_abs_pos_embed(pos, grid, num_prefix_tokens=prefix)
-    fresh.load_state_dict(state)
-    return fresh
-
-
-def _token_maps(backbone: Backbone, images: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
-    f = backbone.features(images, tokens=not layers, layers=layers)
-    return f.tokens if not layers else torch.cat(f.layers, dim=1)
-
-
-@torch.no_grad()
-def token_features(
-    backbone: Backbone,
-    images: torch.Tensor,
-    layers: Sequence[int],
-    *,
-    device: str,
-    batch_size: int,
-    progress: Callable[..., Any] | None = None,
-    desc: str = "tokens",
-) -> torch.Tensor:
-    """Token maps (N, D, h, w) in float16 (the final tokens, or ``layers`` concatenated)."""
-    backbone = backbone.to(device).eval()
-    out: torch.Tensor | None = None
-    starts: Any = range(0, images.shape[0], batch_size)
-    if progress is not None:
-        starts = progress(starts, desc=desc, total=-(-images.shape[0] // batch_size))
-    for start in starts:
-        chunk = _token_maps(backbone, images[start : start + batch_size].to(device), layers)
-        if out is None:
-            out = torch.empty((images.shape[0], *chunk.shape[1:]), dtype=torch.float16)
-        out[start : start + chunk.shape[0]] = chunk.to("cpu", torch.float16)
-    if out is None:
-        raise ValueError("no images to compute token maps of")
+        name = choice.name
+        if name in SECTIONS or any(m.name == ADAPTER_MIOU.name(name) for m in METRICS):
+            raise ConfigError(
+                f"{WHERE}: an adapter cannot be called {name!r}, a setting or metric of this "
+                "protocol has that name; register it under another name"
+            )
+        if any(a.name == name for a in out):
+            raise ConfigError(f"{WHERE}: adapter {name!r} is listed twice in {entries}")
+        out.append(choice)
     return out
 
 
-# -- heads ------------------------------------------------------------------------------
-
-
-def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the scored pixels (0, not NaN, when a batch has none)."""
-    target = masks.long()
-    total = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (target != IGNORE_INDEX).sum().clamp_min(1)
-
-
-class _HeadStep(nn.Module):
-    """Step module: a head on cached token maps."""
-
-    def __init__(self, head: SegmentationHead) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, tokens: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return segmentation_loss(self.head(tokens.float(), size=masks.shape[-2:]), masks)
-
-
-class Segmenter(nn.Module):
-    """A backbone and a segmentation head on its final token map (adapted runs)."""
-
-    def __init__(self, backbone: Backbone, head: SegmentationHead) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def logits(self, images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        return self.head(_token_maps(self.backbone, images, ()), size=tuple(size))
-
-    def forward(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return segmentation_loss(self.logits(images, masks.shape[-2:]), masks)
-
-
-def _seed(*parts: object) -> int:
-    return int(rng(*parts).integers(2**31 - 1))
-
-
-def new_head(in_dim: int, num_classes: int, seed: int) -> SegmentationHead:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return SegmentationHead(in_dim, num_classes)
-
-
-@torch.no_grad()
-def confusions(
-    predict_batch: Callable[[slice], list[torch.Tensor]],
-    masks: torch.Tensor,
-    num_classes: int,
-    outputs: int,
-    batch_size: int,
-) -> torch.Tensor:
-    """(outputs, C, C) confusion matrices, accumulated batch by batch; ``predict_batch``
-    gives each output's logits for a slice of the evaluation set."""
-    total = torch.zeros((outputs, num_classes, num_classes), dtype=torch.int64)
-    for start in range(0, masks.shape[0], batch_size):
-        part = slice(start, start + batch_size)
-        target = masks[part]
-        for i, logits in enumerate(predict_batch(part)):
-            pred = logits.argmax(1).cpu()
-            total[i] += confusion_matrix(pred, target, num_classes, IGNORE_INDEX)
-    return total
-
-
-# -- the protocol ---------------------------------------------------------------------------
-
-
-def _metric_specs() -> tuple[MetricSpec, ...]:
-    specs = [
-        MetricSpec(
-            "miou",
-            True,
-            "%",
-            headline=True,
-            description="mIoU of the first adapter (linear head), mean over the configured k; "
-            "mean ± 95% CI over the support draws.",
-        )
-    ]
-    specs += [
+METRICS = (
+    MetricSpec(
+        "miou",
+        True,
+        "%",
+        headline=True,
+        description="mIoU of the first adapter (linear head), mean over the configured k; "
+        "mean ± 95% CI over the support draws.",
+    ),
+    *(
         MetricSpec(
             f"miou_{k}shot", True, "%", description=f"mIoU with {k} support image(s) per class."
         )
         for k in SHOTS
-    ]
-    specs += [
-        MetricSpec(f"miou_{a}", True, "%", description=f"mIoU with the {a} adapter, mean over k.")
-        for a in ADAPTERS
-    ]
-    specs += [
-        MetricSpec(
-            "absent_classes",
-            False,
-            None,
-            description="Classes with zero union (IoU NaN, left out of the mean): the most in "
-            "any (k, draw) of the first adapter.",
-        ),
-        MetricSpec(
-            "train_seconds",
-            False,
-            "s",
-            description="Wall-clock training time of the scored student (base-class stage).",
-        ),
-    ]
-    return tuple(specs)
+    ),
+    MetricSpec(
+        "absent_classes",
+        False,
+        None,
+        description="Classes with zero union (IoU NaN, left out of the mean): the most in "
+        "any (k, draw) of the first adapter.",
+    ),
+    MetricSpec(
+        "train_seconds",
+        False,
+        "s",
+        description="Wall-clock training time of the scored student (base-class stage).",
+    ),
+)
+
+
+# -- the protocol ---------------------------------------------------------------------------
 
 
 class Segmentation(Protocol):
@@ -471,7 +170,8 @@ class Segmentation(Protocol):
     config_models = segmentation_config.MODELS
     description = "Few-shot semantic segmentation: a head on k images per class, mIoU."
     unsupported = BASE_UNSUPPORTED
-    metrics = _metric_specs()
+    metrics = METRICS
+    metric_families = (ADAPTER_MIOU,)
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
         common: dict[str, Any] = {
@@ -533,16 +233,16 @@ class Segmentation(Protocol):
     def run(self, context: UnitContext) -> UnitResult:
         config, registry, device = context.config, context.registry, context.device
         shots = [int(k) for k in config["shots"]]
-        adapters = list(config["adapters"])
-        self._check(shots, adapters, config)
+        adapters = configured_adapters(registry, config)
+        bad = [k for k in shots if k not in SHOTS]
+        if bad or not shots or len(set(shots)) != len(shots):
+            raise ConfigError(f"{WHERE}: shots {shots} must be distinct values from {list(SHOTS)}")
+        if not config["draws"]:
+            raise ConfigError(f"{WHERE}: draws needs at least one seed, e.g. [0, 1, 2]")
         method: Method = context.method.load()
 
         started = time.perf_counter()
-        data = (
-            load_embedded(config)
-            if context.suite == "embedded"
-            else load_standard(config, registry, context.progress)
-        )
+        data = load_scenes(config, context.suite, registry, context.progress)
         base_started = time.perf_counter()
         base = base_student(context, config["base"])
         base_elapsed = time.perf_counter() - base_started
@@ -564,72 +264,64 @@ class Segmentation(Protocol):
         described = subject.to(device).describe()
 
         notes += data.notes
+        support = draw_support_sets(data.presence, data.load_pool, shots, config["draws"])
         draws = dict(data.draws)
-        support: dict[tuple[int, int], SupportDraw] = {}
-        for k in shots:
-            for d in config["draws"]:
-                s = draw_support(data.presence, k, int(d))
-                support[(k, int(d))] = s
-                draws[f"support/{k}shot/draw{d}"] = s.digest
-                for cls, got in s.short.items():
-                    notes.append(
-                        f"{k}-shot draw {d}: class {data.classes[cls]!r} is shown by only "
-                        f"{got} support image(s) (the pool has no more)"
-                    )
-        union = np.unique(np.concatenate([s.indices for s in support.values()]))
-        support_images, support_masks = data.load_pool(union)
-        row_of = {int(i): r for r, i in enumerate(union)}
+        for (k, d), s in support.draws.items():
+            draws[f"support/{k}shot/draw{d}"] = s.digest
+            notes += [
+                f"{k}-shot draw {d}: class {data.classes[cls]!r} is shown by only {got} "
+                "support image(s) (the pool has no more)"
+                for cls, got in s.short.items()
+            ]
+
+        common: dict[str, Any] = dict(
+            seed=context.seed,
+            batch_size=config["batch_size"],
+            device=device,
+            progress=context.progress,
+        )
+        head_train = TrainConfig(epochs=1, **config["head"])
+        adapted_train = TrainConfig(
+            epochs=1,
+            steps=config["adapted"]["steps"],
+            batch_size=config["adapted"]["batch_size"],
+            lr=0.0,  # each adapter's own
+            weight_decay=config["head"]["weight_decay"],
+        )
+        cache_dir = context.cache_dir if config["cache_features"] else None
+
+        def frozen(layers: tuple[int, ...], label: str):
+            return frozen_confusions(
+                subject, layers, data, support, train=head_train, cache_dir=cache_dir,
+                label=label, **common,
+            )  # fmt: skip
 
         components = dict(base.components)
-        results: dict[str, dict[int, list[torch.Tensor]]] = {}
-        heads: dict[tuple[int, int], SegmentationHead] = {}
+        results: dict[str, PerShot] = {}
+        # frozen heads by the layers they read: where adapted runs start from
+        heads: dict[tuple[int, ...], dict[Key, SegmentationHead]] = {}
         head_seconds = 0.0
-        for name in adapters:
-            adapter = self._adapter(registry, name, config)
-            components[f"adapter:{name}"] = ComponentRef(
-                **registry.get("adapters", name).ref(), options=adapter.options()
-            )
+        for entry in adapters:
+            name, adapter = entry.name, entry.adapter
+            components[f"adapter:{name}"] = ComponentRef(**entry.ref())
             t0 = time.perf_counter()
-            if name in FROZEN:
-                cms, trained = self._frozen(
-                    context, subject, adapter, data, support, support_images, support_masks, row_of
-                )
-                if name == "linear":
-                    heads = trained
+            layers = tuple(adapter.layers)
+            if adapter.frozen:
+                results[name], heads[layers] = frozen(layers, name)
             else:
-                if not heads:
-                    _, heads = self._frozen(
-                        context,
-                        subject,
-                        self._adapter(registry, "linear", config),
-                        data,
-                        support,
-                        support_images,
-                        support_masks,
-                        row_of,
-                    )
-                cms = self._adapted(
-                    context, subject, adapter, name, data, support, support_images, support_masks,
-                    row_of, heads,
+                if layers not in heads:
+                    _, heads[layers] = frozen(layers, f"{name} start")
+                results[name] = adapted_confusions(
+                    subject, adapter, heads[layers], data, support,
+                    train=dataclasses.replace(adapted_train, lr=entry.lr), name=name, **common,
                 )  # fmt: skip
             head_seconds += time.perf_counter() - t0
-            results[name] = cms
 
         metrics, statistics = self._score(results, shots, config, data)
         statistics.update(
             backbone=described,
             classes=data.classes,
-            support={
-                f"{k}shot": {
-                    f"draw{d}": {
-                        "images": [int(i) for i in s.indices],
-                        "short": {data.classes[c]: g for c, g in s.short.items()},
-                    }
-                    for (kk, d), s in support.items()
-                    if kk == k
-                }
-                for k in shots
-            },
+            support=support.summary(data.classes),
             head_seconds=round(head_seconds, 3),
         )
         notes.append(
@@ -654,155 +346,8 @@ class Segmentation(Protocol):
             eval_seconds=time.perf_counter() - started - base_elapsed,
         )
 
-    # -- pieces --------------------------------------------------------------------------
-    def _check(self, shots: list[int], adapters: list[str], config: dict[str, Any]) -> None:
-        where = "protocol 'segmentation'"
-        bad = [k for k in shots if k not in SHOTS]
-        if bad or not shots or len(set(shots)) != len(shots):
-            raise ConfigError(f"{where}: shots {shots} must be distinct values from {list(SHOTS)}")
-        unknown = [a for a in adapters if a not in ADAPTERS]
-        if unknown or not adapters or len(set(adapters)) != len(adapters):
-            raise ConfigError(
-                f"{where}: adapters {adapters} must be distinct names from {list(ADAPTERS)}"
-            )
-        if not config["draws"]:
-            raise ConfigError(f"{where}: draws needs at least one seed, e.g. [0, 1, 2]")
-
-    def _adapter(self, registry: Registry, name: str, config: dict[str, Any]) -> Adapter:
-        options = dict(config.get(name, {})) if name in ("multilayer", "lora", "svf") else {}
-        return registry.get("adapters", name).load()(**options)
-
-    def _frozen(
-        self,
-        context: UnitContext,
-        subject: Backbone,
-        adapter: Adapter,
-        data: SceneData,
-        support: dict[tuple[int, int], SupportDraw],
-        support_images: torch.Tensor,
-        support_masks: torch.Tensor,
-        row_of: dict[int, int],
-    ) -> tuple[dict[int, list[torch.Tensor]], dict[tuple[int, int], SegmentationHead]]:
-        """Heads on cached token maps; returns confusions per k (one per draw) and heads."""
-        config, device = context.config, context.device
-        layers = tuple(adapter.layers)
-        digest = tensor_digest(subject)
-
-        def features(images: torch.Tensor, what: str) -> torch.Tensor:
-            compute = lambda: {  # noqa: E731
-                "tokens": token_features(
-                    subject,
-                    images,
-                    layers,
-                    device=device,
-                    batch_size=config["batch_size"],
-                    progress=context.progress,
-                    desc=f"{adapter.name} tokens ({what})",
-                )
-            }
-            if not config["cache_features"]:
-                return compute()["tokens"]
-            key = cache_key(
-                "segmentation-tokens", digest, subject.preprocess.as_dict(), layers,
-                tensor_digest({"images": images}),
-            )  # fmt: skip
-            return cached_tensors("segmentation-tokens", key, compute, context.cache_dir)[0][
-                "tokens"
-            ]
-
-        support_tokens = features(support_images, "support")
-        eval_tokens = features(data.eval_images, "eval")
-        c = data.num_classes
-        heads: dict[tuple[int, int], SegmentationHead] = {}
-        for (k, d), s in support.items():
-            rows = torch.as_tensor([row_of[int(i)] for i in s.indices])
-            head = new_head(
-                support_tokens.shape[1], c, _seed(context.seed, "segmentation/head", k, d)
-            )
-            head_cfg = config["head"]
-            fit(
-                _HeadStep(head),
-                (support_tokens[rows], support_masks[rows]),
-                TrainConfig(
-                    epochs=1,
-                    steps=head_cfg["steps"],
-                    batch_size=head_cfg["batch_size"],
-                    lr=head_cfg["lr"],
-                    weight_decay=head_cfg["weight_decay"],
-                    seed=_seed(context.seed, "segmentation/order", k, d),
-                ),
-                device=device,
-            )
-            heads[(k, d)] = head.eval()
-        order = list(heads)
-        size = tuple(data.eval_masks.shape[-2:])
-
-        def predict_batch(part: slice) -> list[torch.Tensor]:
-            x = eval_tokens[part].to(device).float()
-            return [heads[key](x, size=size) for key in order]
-
-        total = confusions(predict_batch, data.eval_masks, c, len(order), config["batch_size"])
-        out: dict[int, list[torch.Tensor]] = {}
-        for key, cm in zip(order, total):
-            out.setdefault(key[0], []).append(cm)
-        return out, heads
-
-    def _adapted(
-        self,
-        context: UnitContext,
-        subject: Backbone,
-        adapter: Adapter,
-        name: str,
-        data: SceneData,
-        support: dict[tuple[int, int], SupportDraw],
-        support_images: torch.Tensor,
-        support_masks: torch.Tensor,
-        row_of: dict[int, int],
-        heads: dict[tuple[int, int], SegmentationHead],
-    ) -> dict[int, list[torch.Tensor]]:
-        """Adapted backbone + head, starting from the linear head of the same (k, draw)."""
-        config, device = context.config, context.device
-        cfg = config["adapted"]
-        out: dict[int, list[torch.Tensor]] = {}
-        size = tuple(data.eval_masks.shape[-2:])
-        for (k, d), s in support.items():
-            backbone = copy.deepcopy(subject).cpu()
-            adapter.apply(backbone)
-            model = Segmenter(backbone, copy.deepcopy(heads[(k, d)]))
-            model.head.requires_grad_(True)
-            rows = torch.as_tensor([row_of[int(i)] for i in s.indices])
-            fit(
-                model,
-                (support_images[rows], support_masks[rows]),
-                TrainConfig(
-                    epochs=1,
-                    steps=cfg["steps"],
-                    batch_size=cfg["batch_size"],
-                    lr=cfg["lr"][name],
-                    weight_decay=config["head"]["weight_decay"],
-                    seed=_seed(context.seed, "segmentation/adapted", name, k, d),
-                ),
-                device=device,
-                progress=context.progress,
-                desc=f"{name} {k}-shot draw {d}",
-            )
-            model = model.to(device).eval()
-
-            def predict_batch(part: slice, model: Segmenter = model) -> list[torch.Tensor]:
-                return [model.logits(data.eval_images[part].to(device), size)]
-
-            [cm] = confusions(
-                predict_batch, data.eval_masks, data.num_classes, 1, config["batch_size"]
-            )
-            out.setdefault(k, []).append(cm)
-        return out
-
     def _score(
-        self,
-        results: dict[str, dict[int, list[torch.Tensor]]],
-        shots: list[int],
-        config: dict[str, Any],
-        data: SceneData,
+        self, results: dict[str, PerShot], shots: list[int], config: dict[str, Any], data: SceneData
     ) -> tuple[list[Any], dict[str, Any]]:
         """Metrics from the confusion matrices, and the statistics to rescore them."""
         metrics: list[Any] = []
@@ -814,32 +359,22 @@ class Segmentation(Protocol):
         }
         first = next(iter(results))
         for name, per_k in results.items():
-            table = {k: [miou(cm) for cm in per_k[k]] for k in shots}
-            statistics["confusion"][name] = {
-                f"{k}shot": [cm.tolist() for cm in per_k[k]] for k in shots
-            }
-            statistics["miou_per_draw"][name] = {
-                f"{k}shot": [_pct(r.mean) for r in table[k]] for k in shots
-            }
-            statistics["absent_per_draw"][name] = {
-                f"{k}shot": [r.absent for r in table[k]] for k in shots
-            }
-            values = np.array([[100 * r.mean for r in table[k]] for k in shots])  # (k, draws)
-            overall = self._mean_metric(f"miou_{name}", values.mean(0))
-            metrics.append(overall)
+            scores = ShotScores.of(per_k, shots)
+            for key, value in scores.statistics().items():
+                statistics[key][name] = value
+            values = scores.percent
+            metrics.append(self._mean_metric(ADAPTER_MIOU.name(name), values.mean(0)))
             if name != first:
                 continue
             metrics.append(self._mean_metric("miou", values.mean(0)))
             for row, k in enumerate(shots):
                 metrics.append(self._mean_metric(f"miou_{k}shot", values[row]))
-            absent = max(r.absent for k in shots for r in table[k])
-            metrics.append(self.metric("absent_classes")(absent))
+            metrics.append(self.metric("absent_classes")(scores.absent))
             largest = max(shots)
-            per_class = _nanmean_rows(np.stack([r.per_class for r in table[largest]]))
             statistics["per_class_iou"] = {
                 "adapter": name,
                 "shots": largest,
-                "iou": {c: _pct(v) for c, v in zip(data.classes, per_class)},
+                "iou": {c: percent(v) for c, v in zip(data.classes, scores.per_class(largest))},
             }
         return metrics, statistics
 
@@ -850,20 +385,6 @@ class Segmentation(Protocol):
             return spec(None, reason="no class has a non-zero union in any draw")
         mean, ci = mean_ci95(finite)
         return spec(mean, ci95=ci, n=int(finite.size))
-
-
-def _nanmean_rows(values: np.ndarray) -> np.ndarray:
-    """Column means over the finite entries; NaN where a column has none."""
-    finite = np.isfinite(values)
-    total = np.where(finite, values, 0).sum(0)
-    count = finite.sum(0)
-    out = np.full(values.shape[1], np.nan)
-    np.divide(total, count, out=out, where=count > 0)
-    return out
-
-
-def _pct(value: float) -> float | None:
-    return None if not np.isfinite(value) else round(100 * float(value), 4)
 
 
 def _with_size(spec: dict[str, Any], size: int) -> dict[str, Any]:

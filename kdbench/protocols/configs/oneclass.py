@@ -10,7 +10,7 @@ from kdbench.protocols.configs.model import ConfigModel
 from kdbench.protocols.configs.sections import DatasetSplit, ModelSpec, ShapesDomain, ShapesSplit
 
 Score = Literal["margin", "target"]
-"""How a task ranks images (``kdbench.protocols.oneclass.SCORES``)."""
+"""How a task ranks images (``kdbench.oneclass.SCORES``)."""
 ShapesDistance = Literal["root", "tone", "colour", "shape", "uniform"]
 """Negative distances on the Shapes taxonomy: the rank of the lowest common ancestor of
 target and negatives (the class's own rank is not one), or ``uniform``."""

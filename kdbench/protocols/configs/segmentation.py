@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -67,6 +67,17 @@ class SVF(ConfigModel):
     """Module-name prefix whose linear layers get trainable singular values."""
 
 
+class AdapterEntry(ConfigModel):
+    """An adapter with its own options and learning rate (e.g. a plugin's adapter)."""
+
+    name: str
+    """A registered adapter (``kdbench ls adapters``)."""
+    options: dict[str, Any] | None = None
+    """Its options (default: the config section named after it, else its defaults)."""
+    lr: PositiveFloat | None = None
+    """Its learning rate when it trains the backbone (default: ``adapted.lr.<name>``)."""
+
+
 class Segmentation(ConfigModel):
     """Keys of both suites."""
 
@@ -74,8 +85,9 @@ class Segmentation(ConfigModel):
     """Support images per class (k): a subset of 1, 2, 5 and 10."""
     draws: Annotated[list[NonNegativeInt], Field(min_length=1)]
     """Seeds of the support draws (the same support sets for every method)."""
-    adapters: Annotated[list[str], Field(min_length=1)]
-    """Registered adapters to score (``kdbench ls adapters``); the first is the headline."""
+    adapters: Annotated[list[str | AdapterEntry], Field(min_length=1)]
+    """Registered adapters to score (``kdbench ls adapters``), each a name or
+    ``{"name", "options", "lr"}``; the first is the headline."""
     head: Head
     """Frozen-head training."""
     adapted: Adapted
