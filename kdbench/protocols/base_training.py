@@ -17,17 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.data.base_classes import BaseData, load_base_data
 from kdbench.distillation import Classifier, HeadStep, Needs, init_backbone, teacher_tensors
 from kdbench.methods import Method
 from kdbench.models.adapters import teacher_adapter
 from kdbench.models.backbone import Backbone
 from kdbench.protocols.base import UnitContext
 from kdbench.registry import Component, Registry
-from kdbench.results import ComponentRef, DatasetIdentity
+from kdbench.results import ComponentRef
 from kdbench.student_stage import CacheSlot, StageData, train_student
 from kdbench.subjects import Subject, pretrained_role, subject_of
 from kdbench.train import TrainConfig, fit, predict
@@ -64,81 +64,6 @@ def default_base_config(suite: str, smoke: bool) -> dict[str, Any]:
         "probe_epochs": 2 if smoke else 30,
         "probe_lr": 5e-3,
     }
-
-
-def world_images(
-    split: str, per_class: int, seed: int, stream: str, domain: str = "base"
-) -> tuple[Any, str]:
-    """``ShapesWorld().images(...)``, rendered once and then read from the cache (rendering
-    is the slow part of the embedded suite's data); returns the images and their digest."""
-    from kdbench.world import WORLD_VERSION, LabelledImages, ShapesWorld
-
-    world = ShapesWorld()
-    key = cache_key("world-images", WORLD_VERSION, split, per_class, seed, stream, domain)
-
-    def render() -> dict[str, torch.Tensor]:
-        data = world.images(split, per_class, seed, stream, domain)
-        return {"images": data.images, "labels": data.labels}
-
-    tensors, _ = cached_tensors("world-images", key, render)
-    class_ids = world.classes(split)
-    data = LabelledImages(tensors["images"], tensors["labels"], class_ids, world.names(class_ids))
-    return data, key
-
-
-class BaseData:
-    """The labelled base-class images; ``images`` are decoded on first use only (a cached
-    student or cached features never need them)."""
-
-    def __init__(
-        self,
-        load_images: Callable[[], torch.Tensor],
-        labels: torch.Tensor,
-        class_names: list[str],
-        identity: DatasetIdentity,
-        digest: str,
-    ) -> None:
-        self._load_images = load_images
-        self._images: torch.Tensor | None = None
-        self.labels = labels
-        self.class_names = class_names
-        self.identity = identity
-        self.digest = digest
-        """Identifies the images as decoded (files, labels, size): part of cache keys."""
-
-    @property
-    def images(self) -> torch.Tensor:
-        if self._images is None:
-            self._images = self._load_images()
-        return self._images
-
-
-def load_base_data(
-    base: dict[str, Any], suite: str, registry: Registry, progress: Callable[..., Any] | None = None
-) -> BaseData:
-    """The labelled base-class images the stage trains on (the same for every seed)."""
-    if suite == "embedded":
-        from kdbench.world import ShapesWorld
-
-        world = ShapesWorld()
-        data, digest = world_images("base", base["train_per_class"], 0, "base-stage/train")
-        return BaseData(
-            lambda: data.images, data.labels, data.names, world.identity(base=len(data)), digest
-        )
-    if not base.get("root"):
-        raise ValueError(f"set the {base['dataset']} folder, e.g. --set fewshot.base.root=PATH")
-    split = registry.get("datasets", base["dataset"]).load()(base["root"], base["split"])
-    size, resize = base["image_size"], base["resize"]
-    identity = DatasetIdentity(
-        name=base["dataset"], manifest_sha256=split.manifest_sha256, sizes={"base": len(split)}
-    )
-    return BaseData(
-        lambda: split.load_all(size, resize, progress)[0],
-        torch.from_numpy(np.asarray(split.labels, dtype=np.int64)),
-        split.classes,
-        identity,
-        cache_key(split.manifest_sha256, size, resize),
-    )
 
 
 @dataclass

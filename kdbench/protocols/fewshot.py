@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.data.base_classes import load_base_data, world_images
 from kdbench.fewshot import (
     estimate_accuracy,
     ncm_accuracy,
@@ -44,8 +45,6 @@ from kdbench.protocols.base_training import (
     base_student,
     default_base_config,
     frozen_teacher_reason,
-    load_base_data,
-    world_images,
 )
 from kdbench.protocols.configs import fewshot as fewshot_config
 from kdbench.registry import Component, Registry

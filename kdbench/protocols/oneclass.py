@@ -31,30 +31,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from kdbench import subjects
 from kdbench.cache import (
     cache_key,
     cached_tensors,
-    tensor_digest,
 )
-from kdbench.data.pool import Pool, dataset_pool, render_classes, shapes_pool
-from kdbench.distillation import (
-    Needs,
-    init_backbone,
-    teacher_tensors,
-)
-from kdbench.methods import Method
+from kdbench.data.pool import Pool, dataset_pool, shapes_pool
 from kdbench.metrics import mean_ci95, proportion_ci95
 from kdbench.models.image_text import ImageTextModel
-from kdbench.models.text_space import TextSpaceStudent, TextSpaceTeacher, fit_linear_map
 from kdbench.oneclass import (
     DISTANCES,
     SHAPES_DISTANCES,
@@ -73,10 +62,9 @@ from kdbench.oneclass import (
 from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContext, UnitResult
 from kdbench.protocols.base_training import BASE_UNSUPPORTED, frozen_teacher_reason
 from kdbench.protocols.configs import oneclass as oneclass_config
+from kdbench.protocols.text_stage import text_space_encoder
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef
-from kdbench.student_stage import CacheSlot, StageData, train_student
-from kdbench.train import TrainConfig, predict
 
 
 def _per_distance_specs() -> tuple[MetricSpec, ...]:
@@ -112,86 +100,6 @@ def load_pool(
     return dataset_pool(
         data["dataset"], split, image_size=data["image_size"], resize=data["resize"]
     )
-
-
-@dataclass
-class BaseData:
-    images: torch.Tensor
-    labels: torch.Tensor
-    names: list[str]
-    digest: str
-    sizes: dict[str, int] = field(default_factory=dict)
-
-
-def load_base_data(
-    stage: dict[str, Any],
-    suite: str,
-    registry: Registry,
-    progress: Callable[..., Any],
-    cache_root: Path | None = None,
-) -> BaseData:
-    """Labelled base-class images the student stage trains on (the same for every seed)."""
-    if suite == "embedded":
-        from kdbench.world import ShapesWorld
-
-        world = ShapesWorld()
-        class_ids = world.classes("base")
-        per_class = stage["train_per_class"]
-        images, labels = render_classes(
-            world, class_ids, per_class, "oneclass/base", "base", cache_root
-        )
-        digest = cache_key(world.version, class_ids.tolist(), per_class, "oneclass/base")
-        return BaseData(images, labels, world.names(class_ids), digest, {"base": len(labels)})
-    if not stage.get("root"):
-        raise ConfigError(
-            "the student stage needs labelled base images: --set "
-            "oneclass.student_stage.root=PATH (an image folder, root/<split>/<class>/*)"
-        )
-    split = registry.get("datasets", stage["dataset"]).load()(stage["root"], stage["split"])
-    names = list(split.classes)
-    if stage.get("names_file"):
-        from kdbench.data.layout import read_mapping
-
-        mapping = read_mapping(
-            Path(stage["names_file"]),
-            ("folder", "names"),
-            "a class-name file: '<folder> <name>[, <other names>]' per line",
-        )
-        names = [mapping.get(n, n).split(",")[0].strip() for n in names]
-    keep = _first_per_class(np.asarray(split.labels), stage["max_per_class"])
-    indices: Any = keep.tolist()
-    if progress is not None:
-        indices = progress(indices, desc="decode base images", total=len(keep))
-    pixels = np.stack([split.load(i, stage["image_size"], stage["resize"]) for i in indices])
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
-    labels = torch.from_numpy(np.asarray(split.labels)[keep].astype(np.int64))
-    digest = cache_key(split.manifest_sha256, keep.tolist(), stage["image_size"], stage["resize"])
-    return BaseData(images, labels, names, digest, {"base": len(keep)})
-
-
-def _first_per_class(labels: np.ndarray, limit: int | None) -> np.ndarray:
-    """Indices of the first ``limit`` images of every class, in the split's order."""
-    if limit is None:
-        return np.arange(len(labels))
-    seen = np.zeros(labels.max() + 1 if len(labels) else 0, dtype=np.int64)
-    keep = []
-    for i, y in enumerate(labels.tolist()):
-        if seen[y] < limit:
-            seen[y] += 1
-            keep.append(i)
-    return np.asarray(keep, dtype=np.int64)
-
-
-@dataclass
-class Subject:
-    """What a unit scores: a function from images to joint-space embeddings."""
-
-    encode: Callable[[torch.Tensor], torch.Tensor]
-    digest: str
-    components: dict[str, ComponentRef]
-    notes: list[str] = field(default_factory=list)
-    train_seconds: float | None = None
-    base_digest: str | None = None
 
 
 # -- the protocol ---------------------------------------------------------------------------
@@ -363,7 +271,7 @@ class OneClass(Protocol):
         )[0]["text"]
 
         # the subject's image embeddings of the pool, once per model
-        subject = self._subject(context, teacher, text, pool, components)
+        subject = text_space_encoder(context, self.version, teacher, components)
         components.update(subject.components)
         eval_started = time.perf_counter()
         image_key = cache_key("oneclass-images", subject.digest, pool.digest)
@@ -492,188 +400,3 @@ class OneClass(Protocol):
             },
         }
         return metrics, statistics, notes
-
-    # -- subjects ------------------------------------------------------------------------
-    def _subject(
-        self,
-        context: UnitContext,
-        teacher: ImageTextModel,
-        text: torch.Tensor,
-        pool: Pool,
-        components: dict[str, ComponentRef],
-    ) -> Subject:
-        method: Method = context.method.load()
-        kind = subjects.subject_of(method)
-        if kind == subjects.Subject.TEACHER:
-            return Subject(
-                encode=teacher.encode_image,
-                digest=teacher.image_digest(),
-                components={"subject": components["teacher"]},
-                notes=["reference row: the teacher's own image–text embeddings"],
-            )
-        stage = context.config["student_stage"]
-        data = load_base_data(
-            stage, context.suite, context.registry, context.progress, context.cache_dir
-        )
-        base_text = teacher.encode_text([context.config["prompt"].format(n) for n in data.names])
-        if kind == subjects.Subject.STUDENT:
-            return self._reference_student(context, data, base_text, components)
-        return self._trained_student(context, method, teacher, data, base_text, components)
-
-    def _reference_student(
-        self,
-        context: UnitContext,
-        data: BaseData,
-        base_text: torch.Tensor,
-        components: dict[str, ComponentRef],
-    ) -> Subject:
-        """The pretrained student and a ridge map from its embedding to the text embedding
-        of each base image's class name, fitted in closed form on the base images."""
-        device = context.device
-        student = init_backbone(context.registry, "students", context.config["student"])
-        student = student.to(device).eval()
-        feats = predict(
-            student, data.images, device=device, progress=context.progress, desc="student"
-        )
-        weight, bias = fit_linear_map(
-            feats, base_text.cpu()[data.labels], context.config["student_stage"]["ridge"]
-        )
-        w, b = weight.to(device), bias.to(device)
-
-        def encode(images: torch.Tensor) -> torch.Tensor:
-            return F.normalize(student(images) @ w + b, dim=-1)
-
-        digest = cache_key(tensor_digest(student), tensor_digest({"w": weight, "b": bias}))
-        return Subject(
-            encode=encode,
-            digest=digest,
-            components={"subject": components["student"]},
-            notes=[
-                "reference row: the pretrained student, mapped into the joint space by a "
-                "ridge regression onto the text embedding of each base image's class name "
-                "(closed form, no teacher)"
-            ],
-            base_digest=data.digest,
-        )
-
-    def _trained_student(
-        self,
-        context: UnitContext,
-        method: Method,
-        teacher: ImageTextModel,
-        data: BaseData,
-        base_text: torch.Tensor,
-        components: dict[str, ComponentRef],
-    ) -> Subject:
-        """Train (or load from the cache) a student on the base classes with the method's
-        recipe and a text-space head, from the pretrained student or from random weights as
-        the recipe's ``student_init`` says."""
-        registry, device, config = context.registry, context.device, context.config
-        recipe = method.recipe
-        assert recipe is not None
-        stage = config["student_stage"]
-        pretrained = recipe.student_init == "pretrained"
-        backbone = init_backbone(registry, "students", config["student"], pretrained=pretrained)
-        student = TextSpaceStudent(
-            backbone, teacher.embed_dim, base_text.cpu(), teacher.logit_scale
-        )
-        subject_components = {"subject": components["student"]}
-        key = cache_key(
-            "oneclass-student",
-            self.version,
-            context.method.name,
-            context.method.version,
-            recipe.as_dict(),
-            context.seed,
-            stage,
-            config["student"],
-            config["prompt"],
-            teacher.image_digest(),
-            teacher.text_digest(),
-            tensor_digest(backbone),
-            data.digest,
-        )
-        start = "the pretrained student" if pretrained else "random weights"
-        stage = config["student_stage"]
-        trained = train_student(
-            student,
-            recipe,
-            StageData(data.images, data.labels, len(data.names)),
-            TrainConfig(
-                epochs=stage["epochs"],
-                batch_size=stage["batch_size"],
-                lr=stage["lr"],
-                seed=context.seed,
-            ),
-            teacher=JointSpaceTeacher(teacher, base_text, data.digest, context.cache_dir),
-            registry=registry,
-            device=device,
-            checkpoint=context.work_dir / "student.pt",
-            cache=CacheSlot(context.cache_dir / "oneclass-students", key),
-            progress=context.progress,
-        )
-        subject_components.update(trained.components)
-        notes = [
-            f"student trained from {start} on the base classes with a text-space head: its "
-            "logits are scaled cosines to the teacher's text embeddings of the base-class names",
-            *trained.notes,
-        ]
-        student = student.to(device).eval()
-        digest = cache_key(tensor_digest(student), "text-space-student")
-        return Subject(
-            encode=student.embed,
-            digest=digest,
-            components=subject_components,
-            notes=notes,
-            train_seconds=trained.seconds,
-            base_digest=data.digest,
-        )
-
-
-class JointSpaceTeacher:
-    """oneclass's teacher source: the frozen image–text teacher, its logits the scaled
-    image–text cosines to the base-class names and its pooled output the joint image
-    embedding. Those two are cached (one pass serves every recipe of a config); token maps
-    and layers are computed afresh."""
-
-    def __init__(
-        self, teacher: ImageTextModel, base_text: torch.Tensor, data_digest: str, cache_root: Path
-    ) -> None:
-        self.teacher, self.base_text = teacher, base_text
-        self.data_digest, self.cache_root = data_digest, cache_root
-        self.embed_dim = teacher.embed_dim
-        self.num_layers = getattr(getattr(teacher, "backbone", None), "num_layers", 1)
-
-    def outputs(
-        self,
-        images: torch.Tensor,
-        needs: Needs,
-        *,
-        device: str,
-        progress: Callable[..., Any] | None,
-    ) -> list[torch.Tensor]:
-        keys = needs.teacher_keys()
-        source = TextSpaceTeacher(self.teacher, self.base_text)
-        if not set(keys) <= {"logits", "pooled"}:
-            return teacher_tensors(source, images, needs, device=device, progress=progress)
-        key = cache_key(
-            "oneclass-teacher-outputs",
-            self.teacher.image_digest(),
-            tensor_digest({"text": self.base_text.cpu()}),
-            self.data_digest,
-        )
-
-        def compute() -> dict[str, torch.Tensor]:
-            both = Needs(teacher={"logits", "pooled"})
-            logits, pooled = teacher_tensors(source, images, both, device=device, progress=progress)
-            return {"logits": logits, "pooled": pooled}
-
-        outputs, _ = cached_tensors("oneclass-teacher", key, compute, self.cache_root)
-        return [outputs[k] for k in keys]
-
-    def notes(self) -> list[str]:
-        return [
-            "teacher used as is (frozen image–text model; teacher_mode is not applied): "
-            "its logits are its scaled image–text cosines to the base-class names, its "
-            "pooled output the joint image embedding; computed once for the training set"
-        ]

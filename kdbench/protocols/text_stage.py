@@ -1,0 +1,219 @@
+"""oneclass's subjects: what maps images into the teacher's joint image–text space for
+each kind of method (see :mod:`kdbench.subjects`): the teacher's own image tower, the
+pretrained student with a closed-form ridge map, or a student trained through the one
+student stage with a text-space head (:class:`~kdbench.models.text_space.TextSpaceStudent`)
+against the joint-space teacher (:class:`JointSpaceTeacher`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from kdbench import subjects
+from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.data.base_classes import BaseData, load_text_stage_data
+from kdbench.distillation import Needs, init_backbone, teacher_tensors
+from kdbench.methods import Method
+from kdbench.models.image_text import ImageTextModel
+from kdbench.models.text_space import TextSpaceStudent, TextSpaceTeacher, fit_linear_map
+from kdbench.protocols.base import UnitContext
+from kdbench.results import ComponentRef
+from kdbench.student_stage import CacheSlot, StageData, train_student
+from kdbench.train import TrainConfig, predict
+
+
+@dataclass
+class Encoder:
+    """What a unit scores: a function from images to joint-space embeddings."""
+
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    digest: str
+    components: dict[str, ComponentRef]
+    notes: list[str] = field(default_factory=list)
+    train_seconds: float | None = None
+    base_digest: str | None = None
+
+
+def text_space_encoder(
+    context: UnitContext,
+    version: int,
+    teacher: ImageTextModel,
+    components: dict[str, ComponentRef],
+) -> Encoder:
+    method: Method = context.method.load()
+    kind = subjects.subject_of(method)
+    if kind == subjects.Subject.TEACHER:
+        return Encoder(
+            encode=teacher.encode_image,
+            digest=teacher.image_digest(),
+            components={"subject": components["teacher"]},
+            notes=["reference row: the teacher's own image–text embeddings"],
+        )
+    stage = context.config["student_stage"]
+    data = load_text_stage_data(
+        stage, context.suite, context.registry, context.progress, context.cache_dir
+    )
+    base_text = teacher.encode_text([context.config["prompt"].format(n) for n in data.class_names])
+    if kind == subjects.Subject.STUDENT:
+        return _reference_student(context, data, base_text, components)
+    return _trained_student(version, context, method, teacher, data, base_text, components)
+
+
+def _reference_student(
+    context: UnitContext,
+    data: BaseData,
+    base_text: torch.Tensor,
+    components: dict[str, ComponentRef],
+) -> Encoder:
+    """The pretrained student and a ridge map from its embedding to the text embedding
+    of each base image's class name, fitted in closed form on the base images."""
+    device = context.device
+    student = init_backbone(context.registry, "students", context.config["student"])
+    student = student.to(device).eval()
+    feats = predict(student, data.images, device=device, progress=context.progress, desc="student")
+    weight, bias = fit_linear_map(
+        feats, base_text.cpu()[data.labels], context.config["student_stage"]["ridge"]
+    )
+    w, b = weight.to(device), bias.to(device)
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(student(images) @ w + b, dim=-1)
+
+    digest = cache_key(tensor_digest(student), tensor_digest({"w": weight, "b": bias}))
+    return Encoder(
+        encode=encode,
+        digest=digest,
+        components={"subject": components["student"]},
+        notes=[
+            "reference row: the pretrained student, mapped into the joint space by a "
+            "ridge regression onto the text embedding of each base image's class name "
+            "(closed form, no teacher)"
+        ],
+        base_digest=data.digest,
+    )
+
+
+def _trained_student(
+    version: int,
+    context: UnitContext,
+    method: Method,
+    teacher: ImageTextModel,
+    data: BaseData,
+    base_text: torch.Tensor,
+    components: dict[str, ComponentRef],
+) -> Encoder:
+    """Train (or load from the cache) a student on the base classes with the method's
+    recipe and a text-space head, from the pretrained student or from random weights as
+    the recipe's ``student_init`` says."""
+    registry, device, config = context.registry, context.device, context.config
+    recipe = method.recipe
+    assert recipe is not None
+    stage = config["student_stage"]
+    pretrained = recipe.student_init == "pretrained"
+    backbone = init_backbone(registry, "students", config["student"], pretrained=pretrained)
+    student = TextSpaceStudent(backbone, teacher.embed_dim, base_text.cpu(), teacher.logit_scale)
+    subject_components = {"subject": components["student"]}
+    key = cache_key(
+        "oneclass-student",
+        version,
+        context.method.name,
+        context.method.version,
+        recipe.as_dict(),
+        context.seed,
+        stage,
+        config["student"],
+        config["prompt"],
+        teacher.image_digest(),
+        teacher.text_digest(),
+        tensor_digest(backbone),
+        data.digest,
+    )
+    start = "the pretrained student" if pretrained else "random weights"
+    stage = config["student_stage"]
+    trained = train_student(
+        student,
+        recipe,
+        StageData(data.images, data.labels, len(data.class_names)),
+        TrainConfig(
+            epochs=stage["epochs"],
+            batch_size=stage["batch_size"],
+            lr=stage["lr"],
+            seed=context.seed,
+        ),
+        teacher=JointSpaceTeacher(teacher, base_text, data.digest, context.cache_dir),
+        registry=registry,
+        device=device,
+        checkpoint=context.work_dir / "student.pt",
+        cache=CacheSlot(context.cache_dir / "oneclass-students", key),
+        progress=context.progress,
+    )
+    subject_components.update(trained.components)
+    notes = [
+        f"student trained from {start} on the base classes with a text-space head: its "
+        "logits are scaled cosines to the teacher's text embeddings of the base-class names",
+        *trained.notes,
+    ]
+    student = student.to(device).eval()
+    digest = cache_key(tensor_digest(student), "text-space-student")
+    return Encoder(
+        encode=student.embed,
+        digest=digest,
+        components=subject_components,
+        notes=notes,
+        train_seconds=trained.seconds,
+        base_digest=data.digest,
+    )
+
+
+class JointSpaceTeacher:
+    """oneclass's teacher source: the frozen image–text teacher, its logits the scaled
+    image–text cosines to the base-class names and its pooled output the joint image
+    embedding. Those two are cached (one pass serves every recipe of a config); token maps
+    and layers are computed afresh."""
+
+    def __init__(
+        self, teacher: ImageTextModel, base_text: torch.Tensor, data_digest: str, cache_root: Path
+    ) -> None:
+        self.teacher, self.base_text = teacher, base_text
+        self.data_digest, self.cache_root = data_digest, cache_root
+        self.embed_dim = teacher.embed_dim
+        self.num_layers = getattr(getattr(teacher, "backbone", None), "num_layers", 1)
+
+    def outputs(
+        self,
+        images: torch.Tensor,
+        needs: Needs,
+        *,
+        device: str,
+        progress: Callable[..., Any] | None,
+    ) -> list[torch.Tensor]:
+        keys = needs.teacher_keys()
+        source = TextSpaceTeacher(self.teacher, self.base_text)
+        if not set(keys) <= {"logits", "pooled"}:
+            return teacher_tensors(source, images, needs, device=device, progress=progress)
+        key = cache_key(
+            "oneclass-teacher-outputs",
+            self.teacher.image_digest(),
+            tensor_digest({"text": self.base_text.cpu()}),
+            self.data_digest,
+        )
+
+        def compute() -> dict[str, torch.Tensor]:
+            both = Needs(teacher={"logits", "pooled"})
+            logits, pooled = teacher_tensors(source, images, both, device=device, progress=progress)
+            return {"logits": logits, "pooled": pooled}
+
+        outputs, _ = cached_tensors("oneclass-teacher", key, compute, self.cache_root)
+        return [outputs[k] for k in keys]
+
+    def notes(self) -> list[str]:
+        return [
+            "teacher used as is (frozen image–text model; teacher_mode is not applied): "
+            "its logits are its scaled image–text cosines to the base-class names, its "
+            "pooled output the joint image embedding; computed once for the training set"
+        ]
