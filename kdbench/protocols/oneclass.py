@@ -25,7 +25,6 @@ model and cached; tasks are index arithmetic over the cached matrices.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,11 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench import subjects
-from kdbench.atomic import atomic_write_text
 from kdbench.cache import (
     cache_key,
     cached_tensors,
+    read_entry,
     tensor_digest,
+    write_entry,
 )
 from kdbench.confusers import Candidates, LabelSet, MissingTargetError, check_answer
 from kdbench.distillation import (
@@ -860,9 +860,9 @@ class OneClass(Protocol):
     ) -> Tasks:
         """Draw the tasks, or load them from the cache: every method of a seed gets the
         same tasks, saved like few-shot episodes."""
-        meta = context.cache_dir / "oneclass-tasks" / f"{key}.json"
-
-        def draw() -> dict[str, torch.Tensor]:
+        folder = context.cache_dir / "oneclass-tasks"
+        entry = read_entry(folder, key)
+        if entry is None:
             drawn = sample_tasks(
                 pool,
                 targets,
@@ -871,18 +871,16 @@ class OneClass(Protocol):
                 task_config["per_target"],
                 context.seed,
             )
-            atomic_write_text(meta, json.dumps({"skipped": drawn.skipped, "short": drawn.short}))
-            return {
+            saved = {
                 "target": torch.from_numpy(drawn.target),
                 "distance": torch.from_numpy(drawn.distance),
                 "index": torch.from_numpy(drawn.index),
                 "labels": torch.from_numpy(drawn.labels),
             }
-
-        saved, _ = cached_tensors("oneclass-tasks", key, draw, context.cache_dir)
-        if not meta.exists():  # tensors from an interrupted write: draw again
-            saved = draw()
-        info = json.loads(meta.read_text())
+            info = {"skipped": drawn.skipped, "short": drawn.short}
+            write_entry(folder, key, saved, info)
+        else:
+            saved, info = entry
         return Tasks(
             distances=list(distances),
             target=saved["target"].numpy(),
