@@ -18,6 +18,46 @@ EXIT_INTERRUPTED = 130
 """The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``str()`` says which unit stopped and how to resume."""
+
+    def __init__(
+        self,
+        unit: str | None,
+        position: int,
+        total: int,
+        written: int,
+        out: os.PathLike[str] | str,
+        resume_option: str | None = None,
+    ) -> None:
+        super().__init__(unit or "")
+        self.unit = unit
+        self.position = position
+        self.total = total
+        self.written = written
+        self.out = out
+        self.resume_option = resume_option
+        """An option the command must be re-run with to resume (``--resume never`` would
+        start every unit over), or ``None``: the same command resumes."""
+
+    def __str__(self) -> str:
+        where = (
+            f"while running {self.unit} (unit {self.position} of {self.total})"
+            if self.unit
+            else "before the first unit"
+        )
+        again = (
+            f"run the same command with {self.resume_option}"
+            if self.resume_option
+            else "run the same command again"
+        )
+        return (
+            f"interrupted {where}; {self.written} record(s) written by this run are in "
+            f"{self.out}/. To resume, {again}: finished units are skipped and an unfinished "
+            "one continues from its last checkpoint, if it saved one."
+        )
+
+
 def exit_now(code: int = EXIT_INTERRUPTED) -> None:
     """Flush stdout and stderr and end the process at once.
 
@@ -39,6 +79,7 @@ def _quiet_excepthook(previous):  # type: ignore[no-untyped-def]
         if issubclass(kind, KeyboardInterrupt):
             print("\nkdbench: interrupted", file=sys.stderr)
             exit_now(EXIT_INTERRUPTED)
+            return
         previous(kind, value, traceback)
 
     hook.kdbench_quiet = True  # type: ignore[attr-defined]
