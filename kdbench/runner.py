@@ -236,6 +236,35 @@ def build_record(unit: Unit, result: UnitResult, device: str, started: float) ->
     )
 
 
+def _run_once(
+    unit: Unit,
+    work: Path,
+    registry: Registry,
+    device: str,
+    progress: Callable[..., Any],
+    log: Callable[[str], None],
+    started: float,
+) -> Record:
+    proto: Protocol = load_protocol(unit.protocol)
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(unit.seed)
+    context = UnitContext(
+        protocol=proto,
+        method=unit.method,
+        seed=unit.seed,
+        suite=unit.suite,
+        smoke=unit.smoke,
+        config=unit.config,
+        registry=registry,
+        device=device,
+        cache_dir=cache_dir(),
+        work_dir=work,
+        progress=progress,
+        log=log,
+    )
+    return build_record(unit, proto.run(context), device, started)
+
+
 def run_unit(
     unit: Unit,
     *,
@@ -251,39 +280,19 @@ def run_unit(
     another config) is discarded with a warning and the unit starts over, once.
     """
     started = time.perf_counter()
-    proto: Protocol = load_protocol(unit.protocol)
     work = unit.work_dir(out)
-    for attempt in (1, 2):
+    args = (unit, work, registry, device, progress, log, started)
+    try:
         try:
-            work.mkdir(parents=True, exist_ok=True)
-            seed_everything(unit.seed)
-            context = UnitContext(
-                protocol=proto,
-                method=unit.method,
-                seed=unit.seed,
-                suite=unit.suite,
-                smoke=unit.smoke,
-                config=unit.config,
-                registry=registry,
-                device=device,
-                cache_dir=cache_dir(),
-                work_dir=work,
-                progress=progress,
-                log=log,
-            )
-            result = proto.run(context)
-            record = build_record(unit, result, device, started)
+            record = _run_once(*args)
         except CheckpointError as error:
-            if attempt == 1:
-                log(f"warning: {unit.label}: {error}. It is discarded and the unit starts over.")
-                shutil.rmtree(work, ignore_errors=True)
-                continue
-            return _failed_record(unit, device, started, error, log)
-        except Exception as error:  # one broken unit must not sink the others
-            return _failed_record(unit, device, started, error, log)
-        shutil.rmtree(work, ignore_errors=True)
-        return record
-    raise AssertionError("unreachable")
+            log(f"warning: {unit.label}: {error}. It is discarded and the unit starts over.")
+            shutil.rmtree(work, ignore_errors=True)
+            record = _run_once(*args)
+    except Exception as error:  # one broken unit must not sink the others
+        return _failed_record(unit, device, started, error, log)
+    shutil.rmtree(work, ignore_errors=True)
+    return record
 
 
 def _failed_record(
