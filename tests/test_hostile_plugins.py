@@ -63,9 +63,18 @@ HOSTILE = {
 
 
 @pytest.fixture
-def site(tmp_path, monkeypatch):
+def install(tmp_path, monkeypatch):
+    """``install(dist, module, code, ...)``: a plugin distribution in a throwaway folder on
+    ``sys.path``. Only the distributions installed so are loaded, whatever else is."""
     monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
+    names = []
+
+    def install(dist, module, code, **kwargs):
+        make_dist(tmp_path, dist, module, code, **kwargs)
+        names.append(dist)
+        monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", ",".join(names))
+
+    yield install
     for name in [m for m in sys.modules if m.startswith(("hostile_", "good_plugin", "twin_"))]:
         sys.modules.pop(name, None)
 
@@ -88,19 +97,19 @@ def _cli_still_works(expect_warning):
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_a_hostile_plugin_is_disabled_and_named(site, case):
+def test_a_hostile_plugin_is_disabled_and_named(install, case):
     code, reason = HOSTILE[case]
     module = "hostile_" + case.replace("-", "_")
-    make_dist(site, "kdbench-good", "good_plugin", GOOD)
-    make_dist(site, f"kdbench-{case}", module, code, version="6.6.6")
+    install("kdbench-good", "good_plugin", GOOD)
+    install(f"kdbench-{case}", module, code, version="6.6.6")
     rows = _cli_still_works(f"plugin {module!r} from kdbench-{case} 6.6.6 is disabled")
     [broken] = [r for r in rows if r["error"]]
     assert broken["distribution"] == f"kdbench-{case}"
     assert reason in broken["error"]
 
 
-def test_a_hostile_plugin_is_an_error_in_strict_mode(site, monkeypatch):
-    make_dist(site, "kdbench-exit", "hostile_exit", "raise SystemExit(3)")
+def test_a_hostile_plugin_is_an_error_in_strict_mode(install, monkeypatch):
+    install("kdbench-exit", "hostile_exit", "raise SystemExit(3)")
     monkeypatch.setenv("KDBENCH_STRICT_PLUGINS", "1")
     with pytest.raises(PluginLoadError, match="kdbench-exit"):
         plugins.get_registry()
@@ -109,32 +118,28 @@ def test_a_hostile_plugin_is_an_error_in_strict_mode(site, monkeypatch):
     assert result.stderr.startswith("error: plugin 'hostile_exit' from kdbench-exit")
 
 
-def test_a_bad_name_adds_nothing_from_that_plugin(site):
+def test_a_bad_name_adds_nothing_from_that_plugin(install):
     code = _hook("register(object(), name='fine-loss')\n    register(object(), name='a/b')")
-    make_dist(site, "kdbench-half", "hostile_half", code)
+    install("kdbench-half", "hostile_half", code)
     assert "fine-loss" not in plugins.get_registry().names("losses")
 
 
-def test_colliding_component_names_name_both_providers(site):
-    make_dist(site, "kdbench-good", "good_plugin", GOOD)
+def test_colliding_component_names_name_both_providers(install):
+    install("kdbench-good", "good_plugin", GOOD)
     code = _hook("register(object(), name='cosine-test')")
-    make_dist(site, "kdbench-zz-copycat", "hostile_copycat", code, version="2.0")
+    install("kdbench-zz-copycat", "hostile_copycat", code, version="2.0")
     rows = _cli_still_works("'hostile_copycat' from kdbench-zz-copycat 2.0 is disabled")
     [broken] = [r for r in rows if r["error"]]
     assert "kdbench-good" in broken["error"] and "kdbench-zz-copycat" in broken["error"]
     assert plugins.get_registry().get("losses", "cosine-test").distribution == "kdbench-good"
 
 
-def test_a_reused_entry_point_name_names_both_distributions(site):
+def test_a_reused_entry_point_name_names_both_distributions(install):
     """Two distributions with one entry-point name (as two `rkd` would be): neither silently
     replaces the other; the second is disabled with a warning naming both."""
-    make_dist(site, "kdbench-good", "good_plugin", GOOD)
-    make_dist(
-        site, "kdbench-rkd-a", "twin_a", GOOD.replace("cosine-test", "twin-a"), ep_name="twin"
-    )
-    make_dist(
-        site, "kdbench-rkd-b", "twin_b", GOOD.replace("cosine-test", "twin-b"), ep_name="twin"
-    )
+    install("kdbench-good", "good_plugin", GOOD)
+    install("kdbench-rkd-a", "twin_a", GOOD.replace("cosine-test", "twin-a"), ep_name="twin")
+    install("kdbench-rkd-b", "twin_b", GOOD.replace("cosine-test", "twin-b"), ep_name="twin")
     rows = _cli_still_works("plugin 'twin' from kdbench-rkd-b 1.0 is disabled")
     [broken] = [r for r in rows if r["error"]]
     assert broken["distribution"] == "kdbench-rkd-b"
@@ -143,18 +148,18 @@ def test_a_reused_entry_point_name_names_both_distributions(site):
     assert "twin-a" in names and "twin-b" not in names
 
 
-def test_a_reused_entry_point_name_is_an_error_in_strict_mode(site, monkeypatch):
-    make_dist(site, "kdbench-rkd-a", "twin_a", GOOD, ep_name="twin")
-    make_dist(site, "kdbench-rkd-b", "twin_b", GOOD, ep_name="twin")
+def test_a_reused_entry_point_name_is_an_error_in_strict_mode(install, monkeypatch):
+    install("kdbench-rkd-a", "twin_a", GOOD, ep_name="twin")
+    install("kdbench-rkd-b", "twin_b", GOOD, ep_name="twin")
     monkeypatch.setenv("KDBENCH_STRICT_PLUGINS", "1")
     with pytest.raises(ComponentCollisionError, match=r"kdbench-rkd-a .*kdbench-rkd-b"):
         plugins.get_registry()
 
 
-def test_the_users_own_ctrl_c_still_stops_loading(site):
+def test_the_users_own_ctrl_c_still_stops_loading(install):
     """A real SIGINT while a plugin imports is the user's: it is not taken for a broken
     plugin, and stops the command."""
     code = "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)"
-    make_dist(site, "kdbench-slow", "hostile_slow_import", code)
+    install("kdbench-slow", "hostile_slow_import", code)
     with pytest.raises(KeyboardInterrupt):
         plugins.get_registry()

@@ -101,7 +101,8 @@ def test_allowlist_loads_only_named_distributions(site, monkeypatch, capsys):
     assert [p.distribution for p in plugins.get_host().infos()] == ["kdbench"]
 
 
-def test_collision_disables_the_later_plugin_naming_both(site, capsys):
+def test_collision_disables_the_later_plugin_naming_both(site, capsys, monkeypatch):
+    monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", "kdbench-good,kdbench-other")
     make_dist(site, "kdbench-good", "good_plugin", GOOD)
     make_dist(site, "kdbench-other", "other_plugin", COLLIDING, version="0.9")
     comp = plugins.get_registry().get("losses", "cosine-test")
@@ -114,6 +115,7 @@ def test_collision_disables_the_later_plugin_naming_both(site, capsys):
 
 
 def test_strict_mode_makes_a_collision_an_error(site, monkeypatch):
+    monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", "kdbench-good,kdbench-other")
     make_dist(site, "kdbench-good", "good_plugin", GOOD)
     make_dist(site, "kdbench-other", "other_plugin", COLLIDING, version="0.9")
     monkeypatch.setenv("KDBENCH_STRICT_PLUGINS", "1")
