@@ -1,8 +1,20 @@
-"""Where kdbench keeps what it can recompute: world models, frozen features, episodes.
+"""Where kdbench keeps what it can recompute: trained stages, frozen features, episodes.
 
 ``KDBENCH_CACHE`` wins; otherwise ``$XDG_CACHE_HOME/kdbench``, else ``~/.cache/kdbench``.
-Cached tensors are keyed by a hash of everything that determines them (backbone weights,
-preprocessing, dataset identity) and written atomically, so a crash never leaves a bad entry.
+
+An entry is keyed by a hash of everything that determines it (backbone weights,
+preprocessing, dataset identity) and is two files:
+
+- ``<key>.safetensors``, the payload: the tensors, with the entry's metadata (a JSON object,
+  such as a stage's training time) in the safetensors header;
+- ``<key>.json``, the integrity record: ``{"format": ..., "sha256": ..., "bytes": ...}``,
+  the sha256 and size of the whole payload file.
+
+Both are written atomically, payload first. On load, the payload's sha256 is checked against
+the integrity record *before* anything is parsed or put into a model. A missing, unreadable
+or mismatched file makes the entry damaged: kdbench warns, and the caller recomputes it from
+scratch (never from the damaged data) and writes it over the damaged one. So a damaged
+cache costs time, never different results.
 """
 
 from __future__ import annotations
@@ -10,22 +22,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kdbench.atomic import atomic_save
+from kdbench.atomic import atomic_write_bytes, atomic_write_text
+from kdbench.errors import CacheError
+
+ENTRY_FORMAT = "kdbench-cache-entry/1"
+_META_KEY = "kdbench.meta"
 
 
 def cache_dir() -> Path:
-    """The cache root (created on demand)."""
+    """The cache root (created on demand); a :class:`CacheError` when it cannot be."""
     env = os.environ.get("KDBENCH_CACHE")
     if env:
         root = Path(env).expanduser()
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
         root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "kdbench"
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        why = "a file is in the way" if isinstance(error, FileExistsError) else error.strerror
+        raise CacheError(
+            f"cannot use {root} as the kdbench cache folder ({why or error}); point "
+            "KDBENCH_CACHE at a folder you can write to"
+        ) from None
     return root
 
 
@@ -49,55 +73,121 @@ def tensor_digest(state: Any) -> str:
     return digest.hexdigest()
 
 
+def _warn(message: str) -> None:
+    print(f"kdbench: warning: {message}", file=sys.stderr)
+
+
+class _Damaged(Exception):
+    """A cache entry that failed its integrity check (the message says how)."""
+
+
+def _entry_paths(folder: Path, key: str) -> tuple[Path, Path]:
+    return folder / f"{key}.safetensors", folder / f"{key}.json"
+
+
+def _verified(payload: Path, record: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from safetensors.torch import load
+
+    try:
+        info = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise _Damaged(f"its integrity record {record.name} cannot be read: {error}") from None
+    if not (
+        isinstance(info, dict)
+        and info.get("format") == ENTRY_FORMAT
+        and isinstance(info.get("sha256"), str)
+    ):
+        raise _Damaged(f"{record.name} is not a kdbench cache integrity record")
+    try:
+        data = payload.read_bytes()
+    except OSError as error:
+        raise _Damaged(f"{payload.name} cannot be read: {error}") from None
+    if hashlib.sha256(data).hexdigest() != info["sha256"]:
+        raise _Damaged(f"{payload.name} does not match the sha256 in {record.name}")
+    try:  # the bytes are the ones written, so this only fails on a kdbench bug
+        tensors = load(data)
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        meta = json.loads((header.get("__metadata__") or {}).get(_META_KEY, "{}"))
+    except Exception as error:
+        raise _Damaged(f"{payload.name} cannot be parsed: {error}") from None
+    return tensors, meta if isinstance(meta, dict) else {}
+
+
+def read_entry(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The tensors and metadata cached under ``key`` in ``folder``, verified; ``None`` when
+    there is no entry or a damaged one (reported; writing the recomputed entry replaces it)."""
+    payload, record = _entry_paths(folder, key)
+    if not payload.exists() and not record.exists():
+        return None
+    try:
+        return _verified(payload, record)
+    except _Damaged as damage:
+        _warn(f"cache entry {payload} is damaged ({damage}); it is recomputed")
+        return None
+
+
+def write_entry(
+    folder: Path, key: str, tensors: dict[str, Any], meta: dict[str, Any] | None = None
+) -> None:
+    """Cache ``tensors`` (moved to the CPU) and the JSON-able ``meta`` under ``key``.
+
+    A cache that cannot be written (read-only, full disk) is reported, not fatal: the caller
+    already has what it computed.
+    """
+    from safetensors.torch import save
+
+    state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    data = save(state, metadata={_META_KEY: json.dumps(meta or {}, sort_keys=True)})
+    info = {"format": ENTRY_FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    payload, record = _entry_paths(folder, key)
+    try:
+        atomic_write_bytes(payload, data)
+        atomic_write_text(record, json.dumps(info))
+    except OSError as error:
+        _warn(f"cannot write the cache entry {payload} ({error}); going on without it")
+
+
 def cached_tensors(
     folder: str,
     key: str,
     compute: Callable[[], dict[str, Any]],
     root: Path | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Load ``{name: tensor}`` from the cache or compute and store it.
+    """Load ``{name: tensor}`` from the cache, or compute, store and return it (on the CPU).
 
     Returns the tensors and whether they came from the cache.
     """
-    from safetensors.torch import load_file, save_file
-
-    path = (root or cache_dir()) / folder / f"{key}.safetensors"
-    if path.exists():
-        try:
-            return load_file(str(path)), True
-        except Exception:  # a corrupt entry is recomputed, never trusted
-            path.unlink(missing_ok=True)
-    tensors = compute()
-    contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_save(path, lambda tmp: save_file(contiguous, tmp))
-    return contiguous, False
+    where = (root or cache_dir()) / folder
+    entry = read_entry(where, key)
+    if entry is not None:
+        return entry[0], True
+    tensors = {name: t.detach().cpu().contiguous() for name, t in compute().items()}
+    write_entry(where, key, tensors)
+    return tensors, False
 
 
 def load_module_state(module: Any, folder: Path, key: str) -> dict[str, Any] | None:
     """Load a module's weights cached under ``key`` and return the metadata stored with
-    them, or ``None`` when nothing (or something unreadable) is cached."""
-    import json
+    them, or ``None`` (module untouched) when nothing usable is cached.
 
-    from safetensors.torch import load_file
-
-    weights, meta = folder / f"{key}.safetensors", folder / f"{key}.json"
-    if not (weights.exists() and meta.exists()):
+    The entry is verified, and its tensor names and shapes checked against the module,
+    before any weight goes into it: a damaged entry never leaves the module half-loaded.
+    """
+    entry = read_entry(folder, key)
+    if entry is None:
         return None
-    try:
-        module.load_state_dict(load_file(str(weights)))
-        return json.loads(meta.read_text())
-    except Exception:  # a corrupt or stale entry is retrained, never trusted
+    state, meta = entry
+    expected = module.state_dict()
+    if set(state) != set(expected) or any(
+        tuple(state[name].shape) != tuple(t.shape) for name, t in expected.items()
+    ):
+        _warn(f"cache entry {folder / key}.safetensors does not fit the model; it is recomputed")
         return None
+    module.load_state_dict(state)
+    return meta
 
 
 def save_module_state(module: Any, folder: Path, key: str, meta: dict[str, Any]) -> None:
-    """Cache a module's weights and ``meta`` under ``key`` (both written atomically)."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from kdbench.atomic import atomic_write_text
-
-    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    atomic_save(folder / f"{key}.safetensors", lambda tmp: save_file(state, tmp))
-    atomic_write_text(folder / f"{key}.json", json.dumps(meta))
+    """Cache a module's weights with ``meta`` (JSON-able) under ``key``."""
+    write_entry(folder, key, module.state_dict(), meta)

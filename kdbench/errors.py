@@ -39,6 +39,19 @@ class PluginLoadError(UserError, RuntimeError):
     """A plugin could not be loaded and ``KDBENCH_STRICT_PLUGINS`` is set."""
 
 
+class OutputError(UserError):
+    """An output folder that cannot be used, or a record that could not be written there."""
+
+
+class CacheError(UserError):
+    """A cache folder that cannot be created or used."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A training checkpoint that cannot be used: unreadable, damaged, or from another
+    training config. The runner discards it and starts the unit over."""
+
+
 class RecordError(UserError, ValueError):
     """A record that cannot be loaded; ``problems`` says where and what."""
 

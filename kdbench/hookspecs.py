@@ -12,8 +12,10 @@ the attribute's name; ``description`` to the first line of the docstring. A name
 ``timm:<anything>`` resolve to ``factory("<anything>", **options)``.
 
 Hooks are called once per plugin when the registry is first built; none of them is
-``firstresult`` or ``historic``, and their return value is ignored. The contract each kind's
-``obj`` must meet is in ``docs/plugins.md``.
+``firstresult`` or ``historic``, and their return value is ignored. A hook that raises
+anything, or registers a bad name or one another plugin already registered, disables its
+plugin with a warning (all its components are left out). The contract each kind's ``obj``
+must meet is in ``docs/plugins.md``.
 """
 
 from __future__ import annotations

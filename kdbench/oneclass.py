@@ -27,7 +27,6 @@ a dot product, so thousands of tasks score as array operations.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdbench.atomic import atomic_write_text
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.cache import cache_key, read_entry, tensor_digest, write_entry
 from kdbench.confusers import Candidates, MissingTargetError, check_answer
 from kdbench.data.pool import Pool
 from kdbench.errors import ConfigError
@@ -124,22 +122,20 @@ def cached_tasks(
     """The tasks ``draw()`` gives, drawn once per ``key`` and saved under ``cache_dir`` (index
     tensors, and the skipped and short counts beside them): every method of a seed is
     scored on the same tasks, as with few-shot episodes."""
-    meta = cache_dir / "oneclass-tasks" / f"{key}.json"
-
-    def compute() -> dict[str, torch.Tensor]:
+    folder = cache_dir / "oneclass-tasks"
+    entry = read_entry(folder, key)
+    if entry is None:
         drawn = draw()
-        atomic_write_text(meta, json.dumps({"skipped": drawn.skipped, "short": drawn.short}))
-        return {
+        saved = {
             "target": torch.from_numpy(drawn.target),
             "distance": torch.from_numpy(drawn.distance),
             "index": torch.from_numpy(drawn.index),
             "labels": torch.from_numpy(drawn.labels),
         }
-
-    saved, _ = cached_tensors("oneclass-tasks", key, compute, cache_dir)
-    if not meta.exists():  # tensors from an interrupted write: draw again
-        saved = compute()
-    info = json.loads(meta.read_text())
+        info = {"skipped": drawn.skipped, "short": drawn.short}
+        write_entry(folder, key, saved, info)
+    else:
+        saved, info = entry
     return Tasks(
         distances=list(distances),
         target=saved["target"].numpy(),

@@ -3,11 +3,15 @@
 Loading rules
 - Built-in components come from :mod:`kdbench.builtins`, registered through the same hooks
   as any plugin (distribution ``kdbench``).
-- Plugins are entry points in the group ``kdbench``. One that fails to import, or whose hook
-  raises, is reported on stderr naming its distribution and the error and is left out;
-  everything else keeps working. ``KDBENCH_STRICT_PLUGINS=1`` makes that an error.
+- Plugins are entry points in the group ``kdbench``. One that fails to import, whose hook
+  raises (anything, ``SystemExit`` and ``KeyboardInterrupt`` included) or registers a bad
+  name is disabled with a warning on stderr naming its distribution and the problem;
+  everything else keeps working. Only the user's own Ctrl-C (a real SIGINT) stops loading.
+- A component name already registered by another plugin, or an entry-point name already
+  used by another distribution, disables the plugin that comes later (built-ins first,
+  then entry points by name and distribution), with a warning naming both providers.
+- ``KDBENCH_STRICT_PLUGINS=1`` turns every one of those warnings into an error.
 - ``KDBENCH_LOAD_PLUGINS=a,b`` loads only those distributions (``""``: built-ins only).
-- Two components of one kind with the same name are an error naming both distributions.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -24,7 +28,8 @@ from typing import Any
 import pluggy
 
 from kdbench import __version__, hookspecs
-from kdbench.errors import PluginLoadError
+from kdbench.errors import ComponentCollisionError, PluginLoadError
+from kdbench.interrupts import watch_interrupts
 from kdbench.registry import Component, Provider, Register, Registry
 
 ENTRY_POINT_GROUP = "kdbench"
@@ -70,8 +75,47 @@ def _warn(message: str) -> None:
     print(f"kdbench: warning: {message}", file=sys.stderr)
 
 
+def _describe(error: BaseException) -> str:
+    """``Type: message`` for any exception, even one whose ``str()`` raises."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "(its message cannot be shown)"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _installed_entry_points() -> list[tuple[metadata.EntryPoint, str, str]]:
+    """(entry point, distribution, version) for every ``kdbench`` entry point, sorted by
+    entry-point name and then distribution. A distribution whose metadata cannot be read is
+    reported and skipped; of two copies of one distribution, the first on ``sys.path`` wins."""
+    found: list[tuple[metadata.EntryPoint, str, str]] = []
+    seen: set[str] = set()
+    for dist in metadata.distributions():
+        try:
+            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+            if not eps:
+                continue
+            name = dist.metadata["Name"] or eps[0].name
+            version = dist.version or "unknown"
+        except Exception as error:
+            where = getattr(dist, "_path", "an installed distribution")
+            _warn(f"cannot read the plugin metadata of {where} ({_describe(error)}); skipped")
+            continue
+        if _normalise(name) in seen:
+            continue
+        seen.add(_normalise(name))
+        found.extend((ep, name, version) for ep in eps)
+    return sorted(found, key=lambda item: (item[0].name, _normalise(item[1])))
+
+
 class PluginHost:
-    """One plugin manager plus the registry built from it."""
+    """One plugin manager plus the registry built from it.
+
+    Every step that runs a plugin's code (importing it, calling its hooks, adding what it
+    registered) is guarded: whatever it raises, ``SystemExit`` and ``KeyboardInterrupt``
+    included, disables that plugin with a warning and nothing else. Only a real Ctrl-C from
+    the user stops loading.
+    """
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -92,17 +136,30 @@ class PluginHost:
         self.providers.pop(name, None)
         self._registry = None
 
-    def _fail(self, info: PluginInfo, error: BaseException) -> None:
-        info.error = f"{type(error).__name__}: {error}"
+    def _discard(self, name: str) -> None:
+        """Forget a plugin registered under ``name``, however little of it got registered."""
+        with suppress(Exception):
+            self.pm.unregister(name=name)
+        self.providers.pop(name, None)
+
+    def _disable(self, info: PluginInfo, problem: str, error: BaseException) -> None:
+        """Leave a plugin out with a warning naming it (strict mode: raise instead)."""
+        info.error = problem
         if _strict():
+            if isinstance(error, ComponentCollisionError):
+                raise error
             raise PluginLoadError(
-                f"plugin {info.name!r} from {info.distribution} {info.version} failed: {info.error}"
+                f"plugin {info.name!r} from {info.distribution} {info.version}: {problem}"
             ) from error
         _warn(
-            f"plugin {info.name!r} from {info.distribution} {info.version} failed to load "
-            f"({info.error}); it is skipped. Set KDBENCH_STRICT_PLUGINS=1 to stop instead."
+            f"plugin {info.name!r} from {info.distribution} {info.version} is disabled: "
+            f"{problem}. Everything else keeps working; KDBENCH_STRICT_PLUGINS=1 makes this "
+            "an error."
         )
         self.failed.append(info)
+
+    def _fail(self, info: PluginInfo, error: BaseException) -> None:
+        self._disable(info, f"it failed to load ({_describe(error)})", error)
 
     def load_builtins(self) -> None:
         import importlib
@@ -113,21 +170,29 @@ class PluginHost:
     def load_entry_points(self) -> None:
         allow = _allowlist()
         seen: set[str] = set()
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else ep.name
-            version = dist.version if dist is not None else "unknown"
-            if allow is not None and _normalise(dist_name) not in allow:
-                continue
-            seen.add(_normalise(dist_name))
-            info = PluginInfo(name=ep.name, distribution=dist_name, version=version)
-            if self.pm.has_plugin(ep.name):
-                continue
-            try:
-                plugin = ep.load()
-                self.add(plugin, ep.name, dist_name, version)
-            except Exception as error:
-                self._fail(info, error)
+        with watch_interrupts() as watch:
+            for ep, dist_name, version in _installed_entry_points():
+                if allow is not None and _normalise(dist_name) not in allow:
+                    continue
+                seen.add(_normalise(dist_name))
+                info = PluginInfo(name=ep.name, distribution=dist_name, version=version)
+                holder = self.providers.get(ep.name)
+                if holder is not None:
+                    error = ComponentCollisionError(
+                        f"two distributions use the plugin entry-point name {ep.name!r}: "
+                        f"{holder.distribution} {holder.version} and {dist_name} {version}; "
+                        "uninstall one of them or rename its entry point"
+                    )
+                    self._disable(info, str(error), error)
+                    continue
+                try:
+                    plugin = ep.load()
+                    self.add(plugin, ep.name, dist_name, version)
+                except BaseException as error:
+                    if watch.from_user(error):
+                        raise
+                    self._discard(ep.name)
+                    self._fail(info, error)
         for missing in sorted((allow or set()) - seen):
             _warn(f"KDBENCH_LOAD_PLUGINS names {missing!r}, which is not an installed plugin")
 
@@ -138,26 +203,34 @@ class PluginHost:
             self._registry = self._build_registry()
         return self._registry
 
+    def _collect(self, plugin_name: str, provider: Provider) -> list[Component]:
+        """Call one plugin's hooks; what they register, checked but not yet added."""
+        plugin = self.pm.get_plugin(plugin_name)
+        collected: list[Component] = []
+        for kind in hookspecs.KINDS:
+            caller = getattr(self.pm.hook, f"kdbench_register_{kind}")
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin:
+                    register = Register(kind, provider)
+                    impl.function(register=register)
+                    collected.extend(register.collected)
+        return collected
+
     def _build_registry(self) -> Registry:
         registry = Registry()
-        for plugin_name, provider in list(self.providers.items()):
-            plugin = self.pm.get_plugin(plugin_name)
-            collected: list[Component] = []
-            try:
-                for kind in hookspecs.KINDS:
-                    caller = getattr(self.pm.hook, f"kdbench_register_{kind}")
-                    for impl in caller.get_hookimpls():
-                        if impl.plugin is plugin:
-                            register = Register(kind, provider)
-                            impl.function(register=register)
-                            collected.extend(register.collected)
-            except Exception as error:
-                self.pm.unregister(name=plugin_name)
-                self.providers.pop(plugin_name)
-                self._fail(PluginInfo(plugin_name, provider.distribution, provider.version), error)
-                continue
-            for component in collected:
-                registry.add(component)
+        with watch_interrupts() as watch:
+            for plugin_name, provider in list(self.providers.items()):
+                info = PluginInfo(plugin_name, provider.distribution, provider.version)
+                try:
+                    registry.add_all(self._collect(plugin_name, provider))
+                except ComponentCollisionError as error:
+                    self._discard(plugin_name)
+                    self._disable(info, str(error), error)
+                except BaseException as error:
+                    if watch.from_user(error):
+                        raise
+                    self._discard(plugin_name)
+                    self._fail(info, error)
         return registry
 
     def infos(self) -> list[PluginInfo]:

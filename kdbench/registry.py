@@ -105,6 +105,19 @@ def _default_description(obj: Any) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def singular(kind: str) -> str:
+    """'losses' -> 'loss', 'methods' -> 'method'."""
+    return kind[:-2] if kind.endswith("sses") else kind[:-1]
+
+
+def _check_name(name: object, kind: str, provider: Provider) -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise RegistryError(
+            f"{provider.distribution} registers {singular(kind)} {name!r}: names are letters, "
+            "digits, '-', '_' and '.' (a family ends with ':*')"
+        )
+
+
 class Registry:
     """Components by kind and name. Collisions are errors; unknown names suggest near ones."""
 
@@ -112,22 +125,26 @@ class Registry:
         self._items: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
 
     def add(self, component: Component) -> None:
-        table = self._check_kind(component.kind)
-        if not NAME_PATTERN.match(component.name):
-            raise RegistryError(
-                f"{component.distribution} registers {component.kind[:-1]} "
-                f"{component.name!r}: names are letters, digits, '-', '_' and '.' "
-                "(a family ends with ':*')"
-            )
-        existing = table.get(component.name)
-        if existing is not None:
-            raise ComponentCollisionError(
-                f"two plugins register the {component.kind[:-1]} {component.name!r}: "
-                f"{existing.distribution} {existing.version} (plugin {existing.provider.plugin}) "
-                f"and {component.distribution} {component.version} "
-                f"(plugin {component.provider.plugin}); uninstall one of them or rename"
-            )
-        table[component.name] = component
+        self.add_all([component])
+
+    def add_all(self, components: list[Component]) -> None:
+        """Add every component or, when one has a bad name or collides, none of them."""
+        staged: dict[tuple[str, str], Component] = {}
+        for component in components:
+            table = self._check_kind(component.kind)
+            _check_name(component.name, component.kind, component.provider)
+            existing = staged.get((component.kind, component.name)) or table.get(component.name)
+            if existing is not None:
+                raise ComponentCollisionError(
+                    f"two plugins register the {singular(component.kind)} {component.name!r}: "
+                    f"{existing.distribution} {existing.version} "
+                    f"(plugin {existing.provider.plugin}) and {component.distribution} "
+                    f"{component.version} (plugin {component.provider.plugin}); uninstall one "
+                    "of them or rename"
+                )
+            staged[(component.kind, component.name)] = component
+        for (kind, name), component in staged.items():
+            self._items[kind][name] = component
 
     def get(self, kind: str, name: str) -> Component:
         """The component called ``name``; ``timm:x`` style names resolve through families."""
@@ -151,7 +168,7 @@ class Registry:
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         listing = ", ".join(known) if known else "none registered"
         raise UnknownComponentError(
-            f"unknown {kind[:-1]} {name!r}.{hint} Registered {kind}: {listing}. "
+            f"unknown {singular(kind)} {name!r}.{hint} Registered {kind}: {listing}. "
             "`kdbench ls` lists every component."
         )
 
@@ -199,7 +216,13 @@ class Register:
                 f"{self.provider.distribution}: cannot tell the name of {obj!r}; "
                 "pass register(obj, name=...)"
             )
-        if url is not None and not re.match(r"^https?://", url):
+        _check_name(name, self.kind, self.provider)
+        if description is not None and not isinstance(description, str):
+            raise RegistryError(
+                f"{self.provider.distribution} registers {name!r} with a description that is "
+                f"a {type(description).__name__}, not text"
+            )
+        if url is not None and not (isinstance(url, str) and re.match(r"^https?://", url)):
             raise RegistryError(
                 f"{self.provider.distribution} registers {name!r} with url {url!r}: "
                 "only http(s) URLs are accepted"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 import uuid
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kdbench.cache import cache_dir
+from kdbench.errors import CheckpointError, OutputError
+from kdbench.interrupts import RunInterrupted
 from kdbench.protocols.base import (
     ConfigError,
     Protocol,
@@ -232,19 +235,16 @@ def build_record(unit: Unit, result: UnitResult, device: str, started: float) ->
     )
 
 
-def run_unit(
+def _run_once(
     unit: Unit,
-    *,
-    out: Path,
+    work: Path,
     registry: Registry,
     device: str,
     progress: Callable[..., Any],
     log: Callable[[str], None],
+    started: float,
 ) -> Record:
-    """Run one unit; returns its record (``status='failed'`` if the protocol raised)."""
-    started = time.perf_counter()
     proto: Protocol = load_protocol(unit.protocol)
-    work = unit.work_dir(out)
     work.mkdir(parents=True, exist_ok=True)
     seed_everything(unit.seed)
     context = UnitContext(
@@ -261,20 +261,50 @@ def run_unit(
         progress=progress,
         log=log,
     )
+    return build_record(unit, proto.run(context), device, started)
+
+
+def run_unit(
+    unit: Unit,
+    *,
+    out: Path,
+    registry: Registry,
+    device: str,
+    progress: Callable[..., Any],
+    log: Callable[[str], None],
+) -> Record:
+    """Run one unit; returns its record (``status='failed'`` if the protocol raised).
+
+    A training checkpoint in the unit's work folder that cannot be used (damaged, or from
+    another config) is discarded with a warning and the unit starts over, once.
+    """
+    started = time.perf_counter()
+    work = unit.work_dir(out)
+    args = (unit, work, registry, device, progress, log, started)
     try:
-        result = proto.run(context)
-        record = build_record(unit, result, device, started)
+        try:
+            record = _run_once(*args)
+        except CheckpointError as error:
+            log(f"warning: {unit.label}: {error}. It is discarded and the unit starts over.")
+            shutil.rmtree(work, ignore_errors=True)
+            record = _run_once(*args)
     except Exception as error:  # one broken unit must not sink the others
-        log(f"{unit.label} failed: {type(error).__name__}: {error}")
-        if os.environ.get("KDBENCH_DEBUG"):
-            traceback.print_exc()
-        return Record(
-            **_base_record(unit, device, started),
-            status="failed",
-            error=ErrorInfo(type=type(error).__name__, message=str(error)),
-        )
+        return _failed_record(unit, device, started, error, log)
     shutil.rmtree(work, ignore_errors=True)
     return record
+
+
+def _failed_record(
+    unit: Unit, device: str, started: float, error: Exception, log: Callable[[str], None]
+) -> Record:
+    log(f"{unit.label} failed: {type(error).__name__}: {error}")
+    if os.environ.get("KDBENCH_DEBUG"):
+        traceback.print_exc()
+    return Record(
+        **_base_record(unit, device, started),
+        status="failed",
+        error=ErrorInfo(type=type(error).__name__, message=str(error)),
+    )
 
 
 def _existing(path: Path, log: Callable[[str], None]) -> Record | None:
@@ -285,6 +315,32 @@ def _existing(path: Path, log: Callable[[str], None]) -> Record | None:
     except RecordError as error:
         log(f"{path} is not a valid record, it will be re-run ({error.problems[0].message})")
         return None
+
+
+def check_output_folder(out: Path) -> None:
+    """Fail before any unit runs when records cannot be written under ``out``."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder; choose a folder for the records")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".kdbench-write-test-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise OutputError(
+            f"cannot write records to --out {out} ({error.strerror or error}); choose a "
+            "folder you can write to"
+        ) from None
+
+
+def _write(record: Record, path: Path, unit: Unit) -> None:
+    try:
+        write_record(record, path)
+    except OSError as error:  # nothing half-written remains: writes are atomic
+        raise OutputError(
+            f"cannot write the record of {unit.label} to {path} ({error.strerror or error}); "
+            "records written before it are kept: fix this and run the same command again"
+        ) from None
 
 
 def run_units(
@@ -298,39 +354,55 @@ def run_units(
     fail_fast: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Run ``units`` in order, writing each record as soon as it exists."""
+    """Run ``units`` in order, writing each record as soon as it exists.
+
+    Ctrl-C raises :class:`RunInterrupted` (a ``KeyboardInterrupt``) naming the unit it
+    stopped; records already written stay, and running the same units again resumes.
+    """
     if resume not in RESUME_MODES:
         raise ConfigError(f"--resume must be one of {', '.join(RESUME_MODES)}, not {resume!r}")
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out = Path(out)
+    if is_main_process():
+        check_output_folder(out)
+    cache_dir()  # a cache folder that cannot be used is an error before any work
     device = resolve_device(device)
     bar_factory = make_progress(progress)
     report = RunReport()
-    bar = bar_factory(units, desc="units", unit="unit", leave=True)
-    for unit in bar:
-        bar.set_postfix_str(unit.label)
-        path = unit.record_path(out)
-        previous = _existing(path, log) if resume != "never" else None
-        done = previous is not None and previous.status == "ok"
-        if done and (resume == "always" or unit.matches(previous)):
-            report.outcomes.append(Outcome(unit, "skipped", path, previous, "already done"))
-            continue
-        if resume == "never":
-            shutil.rmtree(unit.work_dir(out), ignore_errors=True)
-        record = run_unit(
-            unit, out=out, registry=registry, device=device, progress=bar_factory, log=log
-        )
-        status = "ok" if record.status == "ok" else "failed"
-        if status == "failed":
-            path = unit.failed_path(out)
-        if is_main_process():
-            write_record(record, path)
-            if status == "ok":
-                unit.failed_path(out).unlink(missing_ok=True)
-        message = record.error.message if record.error else ""
-        report.outcomes.append(Outcome(unit, status, path, record, message))
-        if status == "failed" and fail_fast:
-            break
+    current: Unit | None = None
+    position = written = 0
+    try:
+        bar = bar_factory(units, desc="units", unit="unit", leave=True)
+        for index, unit in enumerate(bar, 1):
+            current, position = unit, index
+            bar.set_postfix_str(unit.label)
+            path = unit.record_path(out)
+            previous = _existing(path, log) if resume != "never" else None
+            done = previous is not None and previous.status == "ok"
+            if done and (resume == "always" or unit.matches(previous)):
+                report.outcomes.append(Outcome(unit, "skipped", path, previous, "already done"))
+                continue
+            if resume == "never":
+                shutil.rmtree(unit.work_dir(out), ignore_errors=True)
+            record = run_unit(
+                unit, out=out, registry=registry, device=device, progress=bar_factory, log=log
+            )
+            status = "ok" if record.status == "ok" else "failed"
+            if status == "failed":
+                path = unit.failed_path(out)
+            if is_main_process():
+                _write(record, path, unit)
+                written += 1
+                if status == "ok":
+                    unit.failed_path(out).unlink(missing_ok=True)
+            message = record.error.message if record.error else ""
+            report.outcomes.append(Outcome(unit, status, path, record, message))
+            if status == "failed" and fail_fast:
+                break
+    except KeyboardInterrupt as interrupt:
+        label = current.label if current is not None else None
+        again = "--resume only-missing" if resume == "never" else None
+        raise RunInterrupted(label, position, len(units), written, out, again) from interrupt
     return report
 
 

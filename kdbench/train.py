@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from kdbench.atomic import atomic_save
+from kdbench.errors import CheckpointError
 from kdbench.seeding import torch_generator
 
 
@@ -135,7 +136,11 @@ def fit(
     their first dimension. ``params`` defaults to every parameter with ``requires_grad``.
 
     With ``checkpoint``, the state is saved there (atomically, rank 0 only) and a run that
-    finds a checkpoint continues from it, reproducing the uninterrupted run.
+    finds a checkpoint continues from it, reproducing the uninterrupted run. A checkpoint
+    that cannot be read, or was written for another config or model, raises
+    :class:`~kdbench.errors.CheckpointError`; ``step_module`` may then hold part of it, so
+    start again from fresh objects (the runner discards the checkpoint and starts the unit
+    over).
     """
     device = torch.device(device)
     rank, world = distributed()
@@ -164,18 +169,32 @@ def fit(
     start_epoch, start_batch, step, resumed = 0, 0, 0, None
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("config") != config.as_dict():
-            raise ValueError(
-                f"{ckpt_path} was written with another training config; delete it or run "
-                "with --resume never"
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise CheckpointError(
+                f"the training checkpoint {ckpt_path} cannot be read "
+                f"({type(error).__name__}: {' '.join(str(error).split())[:200]}); delete it "
+                "to start this training over"
+            ) from None
+        if not isinstance(state, dict) or state.get("config") != config.as_dict():
+            raise CheckpointError(
+                f"the training checkpoint {ckpt_path} was written with another training config; "
+                "delete it to start this training over"
             )
-        step_module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
-        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
+        try:
+            step_module.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng"])
+            start_epoch, start_batch, step = (int(state[k]) for k in ("epoch", "batch", "step"))
+        except Exception as error:  # the module may now hold part of it: start from scratch
+            raise CheckpointError(
+                f"the training checkpoint {ckpt_path} does not fit this training "
+                f"({type(error).__name__}: {' '.join(str(error).split())[:200]}); delete it "
+                "to start this training over"
+            ) from None
         resumed = step
 
     last_save = time.perf_counter()

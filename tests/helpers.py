@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import ClassVar
 
 import numpy as np
@@ -61,3 +62,12 @@ class TestPlugin:
     def kdbench_register_methods(self, register):
         register(Method("heads"), description="always heads")
         register(Method("tails"), description="always tails")
+
+
+def make_dist(root, dist, module, code, version="1.0", ep_name=None):
+    """Write an installed-looking distribution: a module plus a dist-info with an entry point."""
+    (root / f"{module}.py").write_text(textwrap.dedent(code))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[kdbench]\n{ep_name or module} = {module}\n")

@@ -2,7 +2,6 @@
 
 import json
 import sys
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -11,16 +10,7 @@ from kdbench import plugins
 from kdbench.cli import app
 from kdbench.hookspecs import hookimpl
 from kdbench.registry import ComponentCollisionError
-
-
-def make_dist(root, dist, module, code, version="1.0", ep_name=None):
-    """Write an installed-looking distribution: a module plus a dist-info with an entry point."""
-    (root / f"{module}.py").write_text(textwrap.dedent(code))
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[kdbench]\n{ep_name or module} = {module}\n")
-
+from tests.helpers import make_dist
 
 GOOD = """
 from kdbench.hookspecs import hookimpl
@@ -60,7 +50,7 @@ def kdbench_register_losses(register):
 def site(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
-    for name in ("good_plugin", "broken_import", "broken_hook", "colliding_plugin"):
+    for name in ("good_plugin", "broken_import", "broken_hook", "colliding_plugin", "other_plugin"):
         sys.modules.pop(name, None)
 
 
@@ -111,9 +101,24 @@ def test_allowlist_loads_only_named_distributions(site, monkeypatch, capsys):
     assert [p.distribution for p in plugins.get_host().infos()] == ["kdbench"]
 
 
-def test_collision_names_both_distributions(site):
+def test_collision_disables_the_later_plugin_naming_both(site, capsys, monkeypatch):
+    monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", "kdbench-good,kdbench-other")
     make_dist(site, "kdbench-good", "good_plugin", GOOD)
-    make_dist(site, "kdbench-other", "colliding_plugin", COLLIDING, version="0.9")
+    make_dist(site, "kdbench-other", "other_plugin", COLLIDING, version="0.9")
+    comp = plugins.get_registry().get("losses", "cosine-test")
+    assert comp.distribution == "kdbench-good"
+    err = capsys.readouterr().err
+    assert "'other_plugin' from kdbench-other 0.9 is disabled" in err
+    assert "kdbench-good" in err
+    broken = {p.distribution: p.error for p in plugins.get_host().infos() if p.error}
+    assert list(broken) == ["kdbench-other"] and "kdbench-good" in broken["kdbench-other"]
+
+
+def test_strict_mode_makes_a_collision_an_error(site, monkeypatch):
+    monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", "kdbench-good,kdbench-other")
+    make_dist(site, "kdbench-good", "good_plugin", GOOD)
+    make_dist(site, "kdbench-other", "other_plugin", COLLIDING, version="0.9")
+    monkeypatch.setenv("KDBENCH_STRICT_PLUGINS", "1")
     with pytest.raises(ComponentCollisionError) as info:
         plugins.get_registry()
     assert "kdbench-good" in str(info.value) and "kdbench-other" in str(info.value)

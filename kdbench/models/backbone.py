@@ -174,6 +174,13 @@ def resample_backbone(
 # -- weights ------------------------------------------------------------------------------
 
 
+def _torch_load_problem(error: Exception) -> str:
+    """What ``torch.load`` objected to, in one line without its advice to unpickle unsafely."""
+    text = str(error).split("WeightsUnpickler error:", 1)[-1]
+    text = " ".join(text.split()).split(" Check the documentation of torch.load")[0]
+    return f"{type(error).__name__}: {text[:300]}"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a safetensors file or a ``weights_only`` torch checkpoint."""
     path = Path(path)
@@ -185,12 +192,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as error:
+            raise WeightsError(f"{path} is not a readable safetensors file: {error}") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsError(
-            f"{path} is not a safetensors file or a weights-only torch checkpoint: {error}"
+            f"{path} is not a safetensors file or a weights-only torch checkpoint "
+            f"({_torch_load_problem(error)}); pass a .safetensors file or a checkpoint saved "
+            "with torch.save(model.state_dict(), path)"
         ) from None
     for key in ("state_dict", "model", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

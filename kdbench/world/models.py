@@ -8,6 +8,7 @@ Weights are looked up in the cache first (``<cache>/world/v<version>/``, where
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -89,10 +90,36 @@ def split_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
     return {k[len(prefix) :]: v.float() for k, v in state.items() if k.startswith(prefix)}
 
 
-def load_file(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file as _load
+def _manifest_sha256(path: Path) -> str | None:
+    """The sha256 ``kdbench world pretrain`` recorded for ``path`` in the manifest beside it."""
+    manifest = path.parent / "manifest.json"
+    if not manifest.is_file():
+        return None
+    try:
+        entry = json.loads(manifest.read_text(encoding="utf-8"))["models"].get(path.stem, {})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise WeightsError(
+            f"{manifest} cannot be read ({type(error).__name__}: {error}); remake the weights "
+            "with `kdbench world pretrain`"
+        ) from None
+    return entry.get("sha256") if isinstance(entry, dict) else None
 
-    return _load(str(path))
+
+def load_file(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (safetensors or a weights-only torch checkpoint). A
+    file listed in the ``manifest.json`` beside it must match the sha256 recorded there, so
+    damaged weights are an error, never a silently different model."""
+    from kdbench.cache import tensor_digest
+    from kdbench.models.backbone import read_state_dict
+
+    state = read_state_dict(path)
+    expected = _manifest_sha256(path)
+    if expected is not None and tensor_digest(state) != expected:
+        raise WeightsError(
+            f"{path} does not match the sha256 recorded in {path.parent / 'manifest.json'}; "
+            "the file is damaged: remake it with `kdbench world pretrain`"
+        )
+    return state
 
 
 def world_backbone(
@@ -111,7 +138,12 @@ def world_backbone(
     state = split_state(load_file(path), "backbone.")
     if not state:
         raise WeightsError(f"{path} has no 'backbone.*' tensors; is it a Shapes world file?")
-    backbone.model.load_state_dict(_fit_pos_embed(state, backbone.model))
+    try:
+        backbone.model.load_state_dict(_fit_pos_embed(state, backbone.model))
+    except RuntimeError as error:
+        raise WeightsError(
+            f"{path} does not fit the Shapes {role} ViT: {' '.join(str(error).split())[:400]}"
+        ) from None
     return backbone
 
 
