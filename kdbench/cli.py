@@ -10,16 +10,15 @@ from kdbench.interrupts import EXIT_INTERRUPTED, exit_now, quiet_uncaught_interr
 
 quiet_uncaught_interrupts()  # Ctrl-C while the modules below load: one line, no traceback
 
-import functools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
+from typing import Any  # noqa: E402
 
 import typer  # noqa: E402
 
 from kdbench import __version__  # noqa: E402
+from kdbench.reporting import interrupt_reported, report_interrupt, user_errors  # noqa: E402
 
 app = typer.Typer(
     name="kdbench",
@@ -29,47 +28,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-_interrupt_reported = False
-
-
-def _report_interrupt(what: BaseException | None = None) -> None:
-    """Say that Ctrl-C stopped the command, and what it stopped if known."""
-    global _interrupt_reported
-    _interrupt_reported = True
-    typer.echo(f"\nkdbench: {what or 'interrupted'}", err=True)
-
-
-def user_errors(func: F) -> F:
-    """Turn the errors a user can fix into one ``error:`` line and exit code 2, and Ctrl-C
-    into one line saying what was interrupted and exit code 130."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from kdbench.errors import UserError
-        from kdbench.interrupts import RunInterrupted
-
-        try:
-            return func(*args, **kwargs)
-        except (UserError, ValueError) as error:
-            _fail(str(error))
-        except BrokenPipeError:
-            raise
-        except OSError as error:  # permissions, a full disk, a file where a folder should be
-            _fail(str(error))
-        except KeyboardInterrupt as interrupt:
-            _report_interrupt(interrupt if isinstance(interrupt, RunInterrupted) else None)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version_callback(value: bool) -> None:
@@ -276,8 +234,8 @@ def main() -> None:
         app(prog_name="kdbench")
     except SystemExit as done:
         if done.code == EXIT_INTERRUPTED:  # Ctrl-C: skip the seconds of interpreter teardown
-            if not _interrupt_reported:  # stopped outside a command body (parsing options)
-                _report_interrupt()
+            if not interrupt_reported():  # stopped outside a command body (parsing options)
+                report_interrupt()
             exit_now(EXIT_INTERRUPTED)
         raise
 

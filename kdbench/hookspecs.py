@@ -75,16 +75,3 @@ def kdbench_register_sensors(register: Register) -> None:
 @hookspec
 def kdbench_register_protocols(register: Register) -> None:
     """Register evaluation protocols: ``Protocol`` objects with ``name`` and ``version``."""
-
-
-KINDS: tuple[str, ...] = (
-    "teachers",
-    "students",
-    "adapters",
-    "losses",
-    "methods",
-    "datasets",
-    "confusers",
-    "sensors",
-    "protocols",
-)

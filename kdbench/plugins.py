@@ -30,7 +30,7 @@ import pluggy
 from kdbench import __version__, hookspecs
 from kdbench.errors import ComponentCollisionError, PluginLoadError
 from kdbench.interrupts import watch_interrupts
-from kdbench.registry import Component, Provider, Register, Registry
+from kdbench.registry import KINDS, Component, Provider, Register, Registry
 
 ENTRY_POINT_GROUP = "kdbench"
 BUILTIN_PLUGIN = "kdbench.builtins"
@@ -207,7 +207,7 @@ class PluginHost:
         """Call one plugin's hooks; what they register, checked but not yet added."""
         plugin = self.pm.get_plugin(plugin_name)
         collected: list[Component] = []
-        for kind in hookspecs.KINDS:
+        for kind in KINDS:
             caller = getattr(self.pm.hook, f"kdbench_register_{kind}")
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin:

@@ -17,7 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kdbench.errors import ComponentCollisionError, RegistryError, UnknownComponentError
-from kdbench.hookspecs import KINDS
+
+KINDS: tuple[str, ...] = (
+    "teachers",
+    "students",
+    "adapters",
+    "losses",
+    "methods",
+    "datasets",
+    "confusers",
+    "sensors",
+    "protocols",
+)
+"""Every kind of component; each has one ``kdbench_register_<kind>`` hook in
+:mod:`kdbench.hookspecs`."""
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(:\*)?$")
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from kdbench import hookspecs, plugins
-from kdbench.hookspecs import KINDS, hookimpl
+from kdbench.hookspecs import hookimpl
+from kdbench.registry import KINDS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 

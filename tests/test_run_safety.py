@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 import kdbench.atomic
-from kdbench import cli, interrupts, plugins, runner
+from kdbench import cli, interrupts, plugins, reporting, runner
 from kdbench.cli import app
 from kdbench.errors import CheckpointError, OutputError
 from kdbench.hookspecs import hookimpl
@@ -332,7 +332,7 @@ def test_main_exits_at_once_after_ctrl_c(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "exit_now", exit_now)
     monkeypatch.setattr(cli, "app", app_interrupted)
-    monkeypatch.setattr(cli, "_interrupt_reported", False)
+    monkeypatch.setattr(reporting, "_interrupt_reported", False)
     with pytest.raises(SystemExit):
         cli.main()
     assert exits == [130] and "kdbench: interrupted" in capsys.readouterr().err

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import typer
 
+from kdbench.reporting import user_errors
+
 
 def register(app: typer.Typer, name: str) -> None:
     """Add the ``device`` command to ``app``."""
-    from kdbench.cli import user_errors
 
     @app.command(name)
     @user_errors

@@ -7,16 +7,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kdbench.reporting import fail
+
 if TYPE_CHECKING:
     from kdbench.leaderboard.build import BuildReport
 
 #: Per reason, how many unranked files the build lists before it only counts them.
 LISTED_PER_REASON = 20
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _report_unranked(report: BuildReport) -> None:
@@ -63,7 +60,7 @@ def build_command(
     try:
         report = (check_site if check else build_site)(records, out)
     except SiteError as error:
-        _fail(str(error))
+        fail(str(error))
         return
     _report_unranked(report)
     typer.echo(_summary(report))
@@ -103,7 +100,7 @@ def serve_command(
     try:
         server = preview_server(site, port=port)
     except (FileNotFoundError, OSError) as error:
-        _fail(str(error))
+        fail(str(error))
         return
     host, bound = server.server_address[:2]
     typer.echo(f"serving {site}/ at http://{host}:{bound}/ (Ctrl+C to stop)")

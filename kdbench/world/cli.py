@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from kdbench.reporting import user_errors
+
 world_app = typer.Typer(
     help="The embedded suite's Shapes world: preview it, (re)train its models.",
     no_args_is_help=True,
@@ -14,6 +16,7 @@ world_app = typer.Typer(
 
 
 @world_app.command("preview")
+@user_errors
 def preview_command(
     out: Path = typer.Option(Path("shapes-preview.png"), "--out", "-o", help="PNG to write."),
     seed: int = typer.Option(0, help="Which samples to draw."),
@@ -29,6 +32,7 @@ def preview_command(
 
 
 @world_app.command("pretrain")
+@user_errors
 def pretrain_command(
     out: Path = typer.Option(
         None, "--out", "-o", help="Folder for the weights (default: the kdbench cache)."
@@ -59,6 +63,7 @@ def pretrain_command(
 
 
 @world_app.command("info")
+@user_errors
 def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
