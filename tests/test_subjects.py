@@ -97,26 +97,36 @@ class AdapterPlugin:
         register(Method("kd-finetune", "KD from a fine-tuned teacher", recipe=fine))
 
 
-def test_a_plugin_adapter_is_a_distill_teacher_mode(world_weights, tmp_path):
+def test_a_plugin_adapter_runs_in_distill_and_segmentation(world_weights, tmp_path):
+    """One adapter registered in-process, no edit to the core: distill uses it as a teacher
+    mode, segmentation scores a head with it; fewshot keeps the teacher frozen, so it takes
+    the frozen plugin adapter's recipe and refuses the fine-tuning one."""
+    overrides = {"distill." + k.split(".", 1)[1]: v for k, v in TINY_DISTILL.items()}
+    overrides["segmentation.adapters"] = ["linear", "probe-twice"]
     with plugins.temporary_plugin(AdapterPlugin(), distribution="tests") as registry:
         units, skipped = runner.plan(
             registry,
-            protocols=["distill", "fewshot"],
+            protocols=["distill", "fewshot", "segmentation"],
             methods=["kd-probe-twice", "kd-finetune"],
             smoke=True,
-            overrides={"distill." + k.split(".", 1)[1]: v for k, v in TINY_DISTILL.items()},
+            overrides=overrides,
         )
-        # frozen plugin adapter: fewshot keeps it; the fine-tuning one is distill-only
-        assert {(u.protocol.name, u.method.name) for u in units} == {
+        planned = {(u.protocol.name, u.method.name) for u in units}
+        assert planned == {
             ("distill", "kd-probe-twice"),
             ("distill", "kd-finetune"),
             ("fewshot", "kd-probe-twice"),
+            ("segmentation", "kd-probe-twice"),
         }
-        assert [m for p, m, _ in skipped] == ["kd-finetune"]
-        distill = [u for u in units if u.protocol.name == "distill"]
-        report = runner.run_units(distill, registry=registry, out=tmp_path, progress=False)
+        assert sorted(p for p, m, _ in skipped if m == "kd-finetune") == ["fewshot", "segmentation"]
+        chosen = [
+            u for u in units if u.method.name == "kd-probe-twice" and u.protocol.name != "fewshot"
+        ]
+        report = runner.run_units(chosen, registry=registry, out=tmp_path, progress=False)
     assert not report.failed, [o.message for o in report.failed]
     record = load_record(tmp_path / "embedded/distill/kd-probe-twice-seed0.smoke.json")
     adapter = record.components["teacher_adapter"]
     assert (adapter.name, adapter.distribution) == ("probe-twice", "tests")
     assert record.metric("teacher_top1").value is not None
+    seg = load_record(tmp_path / "embedded/segmentation/kd-probe-twice-seed0.smoke.json")
+    assert seg.metric("miou_probe-twice").value is not None

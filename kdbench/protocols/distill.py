@@ -37,7 +37,7 @@ from kdbench.protocols.configs import distill as distill_config
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef
 from kdbench.student_stage import FrozenTeacher, StageData, train_student
-from kdbench.subjects import Subject
+from kdbench.subjects import Subject, subject_of
 from kdbench.train import TrainConfig, TrainResult, fit, predict
 
 
@@ -222,13 +222,13 @@ class Distill(Protocol):
             predict(pre_student, cka_images, device=device),
         )
 
-        if method.recipe is not None:
+        if subject_of(method) in (Subject.RECIPE, Subject.SCRATCH):
+            assert method.recipe is not None
             teacher, student, train_seconds = self._run_recipe(
                 context, method.recipe, data, steps, components, notes
             )
-        else:
-            if method.fit is None:
-                raise ValueError(f"method {method.name!r} has no recipe or fit for distill")
+        else:  # Subject.FIT: the only other subject distill admits
+            assert method.fit is not None
             ctx = DistillContext(
                 teacher=init_backbone(registry, "teachers", config["teacher"]),
                 student=init_backbone(registry, "students", config["student"]),

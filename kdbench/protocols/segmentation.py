@@ -65,6 +65,7 @@ from kdbench.segmentation import (
     frozen_confusions,
     percent,
 )
+from kdbench.subjects import Subject, pretrained_role, subject_of
 from kdbench.train import TrainConfig
 
 SHOTS = (1, 2, 5, 10)
@@ -252,11 +253,13 @@ class Segmentation(Protocol):
                 "this recipe uses no teacher: it is the from-scratch reference (random init, "
                 "base-class labels only)"
             )
-        role = "teacher" if method.subject == "teacher" else "student"
+        subject_kind = subject_of(method)
+        pretrained = subject_kind in (Subject.TEACHER, Subject.STUDENT)
+        role = pretrained_role(subject_kind) if pretrained else "student"
         kind = f"{role}s"
         spec = config["base"][role]
         size = int(config["image_size"])
-        if method.recipe is None:  # as shipped: build at the size directly (timm resamples)
+        if pretrained:  # as shipped: build at the size directly (timm resamples)
             subject = init_backbone(registry, kind, _with_size(spec, size))
         else:
             subject = resample_backbone(base.backbone, registry, kind, spec, size)
