@@ -41,3 +41,13 @@ def test_every_hook_registers_components_with_their_provider(kind):
         assert component.description == "registered by a test"
         info = {p.distribution: p for p in plugins.get_host().infos()}
         assert info["hook-tests"].hooks == [f"kdbench_register_{kind}"]
+
+
+def test_the_module_paths_the_plugin_guide_names_exist():
+    import re
+
+    root = DOCS.parents[1]
+    paths = set(re.findall(r"`(kdbench/[\w/]+\.py)`", DOCS.read_text()))
+    assert len(paths) > 10
+    missing = sorted(p for p in paths if not (root / p).is_file())
+    assert not missing, missing
