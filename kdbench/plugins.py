@@ -26,6 +26,7 @@ import pluggy
 from kdbench import __version__, hookspecs
 from kdbench.errors import PluginLoadError
 from kdbench.registry import Component, Provider, Register, Registry
+from kdbench.terminal import printable
 
 ENTRY_POINT_GROUP = "kdbench"
 BUILTIN_PLUGIN = "kdbench.builtins"
@@ -67,7 +68,7 @@ def _allowlist() -> set[str] | None:
 
 
 def _warn(message: str) -> None:
-    print(f"kdbench: warning: {message}", file=sys.stderr)
+    print(f"kdbench: warning: {printable(message, newlines=True)}", file=sys.stderr)
 
 
 class PluginHost:

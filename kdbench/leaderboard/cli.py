@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kdbench.terminal import printable
+
 if TYPE_CHECKING:
     from kdbench.leaderboard.build import BuildReport
 
@@ -15,7 +17,7 @@ LISTED_PER_REASON = 20
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message, newlines=True)}", err=True)
     raise typer.Exit(2)
 
 
@@ -25,7 +27,8 @@ def _report_unranked(report: BuildReport) -> None:
     for item in intake.unranked:
         shown[item.reason] = shown.get(item.reason, 0) + 1
         if shown[item.reason] <= LISTED_PER_REASON:
-            typer.echo(f"not ranked ({item.reason}): {item.file.path}: {item.detail}", err=True)
+            line = f"not ranked ({item.reason}): {item.file.path}: {item.detail}"
+            typer.echo(printable(line), err=True)
     for reason, count in intake.reason_counts().items():
         if count > LISTED_PER_REASON:
             typer.echo(
@@ -80,7 +83,7 @@ def build_command(
         ("extra", report.extra),
     ):
         for name in names:
-            typer.echo(f"{label}: {out / name}")
+            typer.echo(printable(f"{label}: {out / name}"))
     changed = len(report.differing) + len(report.missing) + len(report.extra)
     typer.echo(
         f"{out}/ is out of date ({changed} file(s)); rebuild it with: "
