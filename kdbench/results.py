@@ -588,9 +588,23 @@ def write_record(record: Record, path: str | Path) -> Path:
     return path
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _odd_name(name: str) -> str | None:
+    """Why a file name cannot be a record's (a site path, a manifest line), if it cannot."""
+    if _SURROGATE.search(name):
+        return "the name is not valid UTF-8; rename it"
+    if _CONTROL.search(name):
+        return "the name holds a control character (a line break?); rename it"
+    return None
+
+
 def _display_name(name: str) -> str:
-    """A file name that is not valid UTF-8, with its odd bytes written as ``\\xff``."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    """A file name with bytes that are not UTF-8 written as ``\\xff``, controls as ``\\x0a``."""
+    from kdbench.terminal import printable
+
+    return printable(os.fsencode(name).decode("utf-8", "backslashreplace"))
 
 
 def find_record_files(
@@ -601,7 +615,8 @@ def find_record_files(
 
     Hidden entries (``.name``) are left out. Links are never followed below a folder given
     here: a link named ``*.json`` is listed (reading it is refused), a link to a folder is a
-    problem. So are unreadable folders and names that are not valid UTF-8. ``skip`` is a
+    problem. So are unreadable folders, and names that are not valid UTF-8 or hold a control
+    character. ``skip`` is a
     folder not to search (a site built inside its records folder).
     """
     files: list[Path] = []
@@ -640,14 +655,9 @@ def find_record_files(
                 except OSError as error:
                     problems.append(Problem(path, "(file)", f"cannot be read: {error}"))
                     continue
-                if _SURROGATE.search(entry.name) and (is_json or is_dir or link_to_dir):
-                    problems.append(
-                        Problem(
-                            folder / _display_name(entry.name),
-                            "(file)",
-                            "the name is not valid UTF-8; rename it",
-                        )
-                    )
+                odd = _odd_name(entry.name)
+                if odd and (is_json or is_dir or link_to_dir):
+                    problems.append(Problem(folder / _display_name(entry.name), "(file)", odd))
                     continue
                 if link_to_dir:
                     message = "is a symbolic link to a folder, and links are not followed"

@@ -69,6 +69,8 @@ def build_command(
         _fail(str(error))
         return
     _report_unranked(report)
+    for warning in report.warnings:
+        typer.echo(f"warning: {printable(warning)}", err=True)
     typer.echo(_summary(report))
     if not check:
         removed = f", {len(report.removed)} stale removed" if report.removed else ""
