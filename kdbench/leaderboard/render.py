@@ -44,8 +44,11 @@ def _ordered(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
     return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
-    """The jinja2 environment: package templates, autoescape on, undefined names are errors."""
+    """The jinja2 environment: package templates, autoescape on, undefined names are errors.
+
+    One per process, so each template is compiled once however many sites are built."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kdbench.leaderboard", "templates"),
         autoescape=True,
