@@ -24,6 +24,7 @@ import math
 import os
 import re
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -309,7 +310,7 @@ class Record(_Strict):
         if self.status == "ok" and self.dataset is None:
             raise ValueError("status 'ok' needs a `dataset`")
         names = [m.name for m in self.metrics]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, k in Counter(names).items() if k > 1)
         if dupes:
             raise ValueError(f"metric names repeat: {dupes}")
         return self
@@ -397,21 +398,38 @@ def _field_name(parts: Iterable[object]) -> str:
     return ".".join(printable(str(p)) for p in parts) or "(record)"
 
 
-def _structure_problem(data: Any) -> tuple[str, str] | None:
-    """``(field, message)`` for the first string that is not valid Unicode or the first value
-    nested deeper than :data:`MAX_DEPTH`; None when there is neither. Never recurses."""
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+# An escape that may spell half of a surrogate pair.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the JSON ``text`` nests more than :data:`MAX_DEPTH` levels (found without
+    parsing it, so without recursion)."""
+    depth = 0
+    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _surrogate_field(data: Any) -> str | None:
+    """The field of the first string (value or key) that is not valid Unicode, if any."""
     stack: list[tuple[Any, tuple[object, ...]]] = [(data, ())]
     while stack:
         value, where = stack.pop()
-        if len(where) > MAX_DEPTH:
-            return _field_name(where[:MAX_DEPTH]), f"nested more than {MAX_DEPTH} levels deep"
         if isinstance(value, str):
             if _SURROGATE.search(value):
-                return _field_name(where), "is not valid Unicode text (a lone surrogate)"
+                return _field_name(where)
         elif isinstance(value, dict):
             for key, item in value.items():
                 if _SURROGATE.search(key):
-                    return _field_name((*where, key)), "the key is not valid Unicode text"
+                    return _field_name((*where, key))
                 stack.append((item, (*where, key)))
         elif isinstance(value, list):
             stack.extend((item, (*where, i)) for i, item in enumerate(value))
@@ -467,6 +485,8 @@ def _file_problem(path: Path, message: str) -> RecordError:
 
 def parse_record(text: str, path: Path) -> Record:
     """Parse and validate a record's JSON text strictly (see the module's docstring)."""
+    if _too_deep(text):
+        raise _file_problem(path, f"nested more than {MAX_DEPTH} levels deep")
     try:
         data = json.loads(
             text,
@@ -484,9 +504,11 @@ def parse_record(text: str, path: Path) -> Record:
         raise _file_problem(path, f"not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise _file_problem(path, "a record is a JSON object")
-    found = _structure_problem(data)
-    if found is not None:
-        raise RecordError(path, [Problem(path, *found)])
+    # text decoded from UTF-8 holds no surrogate, so only an escape (\\udxxx) can add one
+    field = _surrogate_field(data) if _SURROGATE_ESCAPE.search(text) else None
+    if field is not None:
+        message = "is not valid Unicode text (a lone surrogate)"
+        raise RecordError(path, [Problem(path, field, message)])
     data = migrate(data, path)
     try:
         with _reading():

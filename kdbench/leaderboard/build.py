@@ -23,7 +23,7 @@ import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from kdbench.errors import SiteError
 from kdbench.leaderboard.aggregate import Table, build_tables
@@ -145,17 +145,28 @@ class _Previous:
 
 
 def _safe_entry(name: str) -> bool:
-    """Whether a manifest line names a path inside the site folder."""
-    if not name or name.startswith("/") or any(c in name for c in "\x00\n\r"):
+    """Whether ``name`` is a plain relative path: no empty, ``.`` or ``..`` part, not
+    absolute, no line break."""
+    if "\x00" in name or "\n" in name or "\r" in name:
         return False
-    parts = PurePosixPath(name).parts
-    return bool(parts) and "/".join(parts) == name and not {".", ".."} & set(parts)
+    return all(part not in ("", ".", "..") for part in name.split("/"))
 
 
-def _previous_site(out: Path, report: BuildReport) -> _Previous | None:
+def _through_link(name: str, tree: _Tree) -> bool:
+    """Whether a folder above ``name`` is a link (or anything but a folder) in ``tree``."""
+    parts = name.split("/")
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix in tree.others or prefix in tree.files:
+            return True
+    return False
+
+
+def _previous_site(out: Path, warnings: list[str]) -> _Previous | None:
     """What ``out`` holds and which files a build wrote; None when it does not exist.
 
-    Refuses a link, a file, and a non-empty folder no build wrote.
+    Refuses a link, a file, and a non-empty folder no build wrote. Manifest entries that do
+    not name a path inside ``out`` are ignored, with a line in ``warnings``.
     """
     try:
         info = os.lstat(out)
@@ -187,13 +198,11 @@ def _previous_site(out: Path, report: BuildReport) -> _Previous | None:
     if raw is None:
         raise SiteError(f"{out / MANIFEST} cannot be read; remove it and rebuild")
     built = {MANIFEST}
-    real_out = os.path.realpath(out)
     for line in raw.decode("utf-8", "replace").splitlines():
         if not line:
             continue
-        inside = _safe_entry(line) and os.path.realpath(out / line).startswith(real_out + os.sep)
-        if not inside:
-            report.warnings.append(
+        if not _safe_entry(line) or _through_link(line, tree):
+            warnings.append(
                 f"{out / MANIFEST}: ignored the entry {line[:200]!r}: it is not a path inside "
                 f"{out} (absolute, '..', or through a link)"
             )
@@ -333,12 +342,11 @@ def build_site(
     if out.parent == out:
         raise SiteError(f"--out {out} cannot be the root folder")
     intake = _screened(records, out, protocol_versions)
+    warnings: list[str] = []
+    previous = _previous_site(out, warnings)
+    warnings += [f"{path} was left by an interrupted build; remove it" for path in _leftovers(out)]
     tables, files = site_files(intake)
-    report = BuildReport(Path(records), given, intake, tables)
-    previous = _previous_site(out, report)
-    report.warnings += [
-        f"{path} was left by an interrupted build; remove it" for path in _leftovers(out)
-    ]
+    report = BuildReport(Path(records), given, intake, tables, warnings=warnings)
     try:
         staging = _Staging(out, previous)
     except OSError as error:

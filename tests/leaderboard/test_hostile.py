@@ -187,6 +187,16 @@ def test_an_interrupted_rebuild_leaves_the_old_site_as_it_was(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records", "site"]
 
 
+def test_a_build_killed_outright_is_reported_and_does_not_block(tmp_path):
+    records, out = _records(tmp_path / "records"), tmp_path / "site"
+    left = tmp_path / ".site.kdbench-staging-x1y2"
+    left.mkdir()
+    (left / "index.html").write_text("half")
+    report = _build(records, out)
+    assert report.written == report.files
+    assert report.warnings == [f"{left} was left by an interrupted build; remove it"]
+
+
 def test_a_read_only_place_is_one_error_not_a_traceback(tmp_path, monkeypatch):
     records = _records(tmp_path / "records")
 
