@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdbench.atomic import umask
 from kdbench.errors import SiteError
 from kdbench.leaderboard.aggregate import Table, build_tables
 from kdbench.leaderboard.costs import device_costs
@@ -225,12 +226,6 @@ def _leftovers(out: Path) -> list[str]:
 # -- writing ----------------------------------------------------------------------------------
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 class _Staging:
     """A fresh folder beside the site where the new site is written, file by file."""
 
@@ -261,7 +256,7 @@ class _Staging:
             try:
                 os.link(self.out / name, target, follow_symlinks=False)
                 return
-            except OSError:
+            except (OSError, NotImplementedError):
                 pass  # a file system without hard links: write the bytes
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
         with os.fdopen(fd, "wb") as handle:
@@ -297,12 +292,12 @@ class _Staging:
             source, target = self.out / name, self.root / name
             try:
                 os.link(source, target, follow_symlinks=False)
-            except OSError:
+            except (OSError, NotImplementedError):
                 shutil.copy2(source, target, follow_symlinks=False)
 
     def swap_in(self, report: BuildReport) -> None:
         """Replace ``out`` with the new site; the old one is removed without following links."""
-        mode = 0o777 & ~_umask()
+        mode = 0o777 & ~umask()
         if self.previous is not None:
             mode = stat.S_IMODE(os.lstat(self.out).st_mode)
         os.chmod(self.root, mode)
@@ -310,11 +305,8 @@ class _Staging:
             os.rename(self.root, self.out)
             return
         old = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.kdbench-old-", dir=self.out.parent))
-        try:
-            os.rename(self.out, old)  # onto an empty folder: allowed, and it stays a sibling
-        except OSError:
-            os.rmdir(old)
-            raise
+        os.rmdir(old)  # a fresh sibling name, free for the old site
+        os.rename(self.out, old)
         self.old = old
         os.rename(self.root, self.out)
         self.old = None
