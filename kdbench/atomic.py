@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import IO
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it for longer than a call)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-_MODE = 0o666 & ~_umask()
+_MODE = 0o666 & ~umask()
 
 
 def _temporary(target: Path) -> tuple[int, str]:

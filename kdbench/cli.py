@@ -46,7 +46,9 @@ def _main(
 
 
 def _echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    cells = [[str(r.get(c) if r.get(c) is not None else "") for c in columns] for r in rows]
+    from kdbench.terminal import printable
+
+    cells = [[printable(r[c]) if r.get(c) is not None else "" for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
     for row in cells:
@@ -174,10 +176,11 @@ def validate_command(
     Example: kdbench validate leaderboards/
     """
     from kdbench.results import validate_paths
+    from kdbench.terminal import printable
 
     checked, problems = validate_paths(paths)
     for problem in problems:
-        typer.echo(str(problem), err=True)
+        typer.echo(printable(str(problem)), err=True)
     bad = len({p.path for p in problems})
     typer.echo(f"{checked} file(s) checked, {bad} invalid")
     if problems or checked == 0:

@@ -31,6 +31,7 @@ from kdbench import __version__, hookspecs
 from kdbench.errors import ComponentCollisionError, PluginLoadError
 from kdbench.interrupts import watch_interrupts
 from kdbench.registry import KINDS, Component, Provider, Register, Registry
+from kdbench.terminal import printable
 
 ENTRY_POINT_GROUP = "kdbench"
 BUILTIN_PLUGIN = "kdbench.builtins"
@@ -72,7 +73,7 @@ def _allowlist() -> set[str] | None:
 
 
 def _warn(message: str) -> None:
-    print(f"kdbench: warning: {message}", file=sys.stderr)
+    print(f"kdbench: warning: {printable(message, newlines=True)}", file=sys.stderr)
 
 
 def _describe(error: BaseException) -> str:

@@ -17,7 +17,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
+    """Print ``message`` (control characters made visible) as one ``error:`` line and exit."""
+    from kdbench.terminal import printable
+
+    typer.echo(f"error: {printable(message, newlines=True)}", err=True)
     raise typer.Exit(code)
 
 
@@ -28,7 +31,9 @@ def report_interrupt(what: BaseException | None = None) -> None:
     """Say that Ctrl-C stopped the command, and what it stopped if known."""
     global _interrupt_reported
     _interrupt_reported = True
-    typer.echo(f"\nkdbench: {what or 'interrupted'}", err=True)
+    from kdbench.terminal import printable
+
+    typer.echo(f"\nkdbench: {printable(str(what or 'interrupted'))}", err=True)
 
 
 def user_errors(func: F) -> F:

@@ -57,6 +57,7 @@ from kdbench.results import (
 )
 from kdbench.runtime import is_main_process, make_progress, resolve_device
 from kdbench.seeding import seed_everything
+from kdbench.terminal import printable
 
 ResumeMode = Literal["never", "only-missing", "always"]
 RESUME_MODES: tuple[str, ...] = ("never", "only-missing", "always")
@@ -361,7 +362,7 @@ def run_units(
     """
     if resume not in RESUME_MODES:
         raise ConfigError(f"--resume must be one of {', '.join(RESUME_MODES)}, not {resume!r}")
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or (lambda msg: print(printable(msg, newlines=True), file=sys.stderr))
     out = Path(out)
     if is_main_process():
         check_output_folder(out)
@@ -468,9 +469,8 @@ def format_summary(report: RunReport, out: Path) -> str:
             unit = f" {r['unit']}" if r["unit"] else ""
             ci = f" ± {r['ci95']:.2f}" if r["ci95"] is not None else ""
             shown = f"{r['value']:.2f}{ci}{unit}"
-        table.append(
-            (r["protocol"], r["method"], r["metric"], shown, str(r["seeds"]), str(r["failed"]))
-        )
+        cells = (r["protocol"], r["method"], r["metric"], shown, r["seeds"], r["failed"])
+        table.append(tuple(printable(str(cell)) for cell in cells))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for i, row in enumerate(table):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -484,7 +484,7 @@ def format_summary(report: RunReport, out: Path) -> str:
         f"records in {out}/"
     )
     for proto, method, reason in report.unsupported:
-        lines.append(f"not run: {proto}/{method}: {reason}")
+        lines.append(printable(f"not run: {proto}/{method}: {reason}"))
     for o in report.failed:
-        lines.append(f"FAILED {o.unit.label}: {o.message}")
+        lines.append(printable(f"FAILED {o.unit.label}: {o.message}"))
     return "\n".join(lines)

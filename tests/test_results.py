@@ -1,4 +1,6 @@
 import json
+import os
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -152,3 +154,232 @@ def test_schema_command_prints_json_schema():
     schema = json.loads(result.stdout)
     assert schema["properties"]["schema_version"]["const"] == 1
     assert "metrics" in schema["required"] or "metrics" in schema["properties"]
+
+
+# -- strict reading (issue 14: items 3, 4, 8, 12, 15) ---------------------------------------
+
+
+def _load_text(tmp_path, text, name="r.json"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return load_record(path)
+
+
+def _problem(tmp_path, text):
+    with pytest.raises(RecordError) as info:
+        _load_text(tmp_path, text)
+    (first, *_) = info.value.problems
+    return first
+
+
+def _metric(**changes):
+    return {
+        "name": "acc_1shot",
+        "value": 61.5,
+        "ci95": 0.4,
+        "n": 100,
+        "higher_is_better": True,
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"metrics": [_metric(value="55.5")]}, "metrics.0.value"),
+        ({"metrics": [_metric(value=True)]}, "metrics.0.value"),
+        ({"metrics": [_metric(higher_is_better="yes")]}, "metrics.0.higher_is_better"),
+        ({"metrics": [_metric(n=100.0)]}, "metrics.0.n"),
+        ({"smoke": "false"}, "smoke"),
+        ({"smoke": 0}, "smoke"),
+        ({"seed": 3.0}, "seed"),
+        ({"seed": "3"}, "seed"),
+        ({"schema_version": True}, "schema_version"),
+        ({"method": {"name": "kd", "distribution": "kdbench", "version": 1}}, "method.version"),
+        ({"created_at": 1767225600}, "created_at"),
+    ],
+)
+def test_reading_refuses_values_of_the_wrong_type(tmp_path, change, field):
+    problem = _problem(tmp_path, json.dumps(minimal_record(**change)))
+    assert problem.field == field, problem
+
+
+def test_kdbench_builds_records_from_python_values_as_before():
+    # strictness applies to files; kdbench's own code may still pass e.g. an int for a float
+    record = Record.model_validate(minimal_record(metrics=[_metric(value=61)]))
+    assert record.metrics[0].value == 61.0
+
+
+def test_a_repeated_key_is_refused_not_last_one_wins(tmp_path):
+    text = json.dumps(minimal_record(status="failed"))[:-1] + ', "status": "ok"}'
+    problem = _problem(tmp_path, text)
+    assert problem.field == "status" and "twice" in problem.message
+
+
+def test_created_at_needs_a_timezone_and_is_read_as_utc(tmp_path):
+    problem = _problem(tmp_path, json.dumps(minimal_record(created_at="2026-01-01T00:00:00")))
+    assert problem.field == "created_at" and "timezone" in problem.message
+    record = _load_text(
+        tmp_path, json.dumps(minimal_record(created_at="2026-01-01T02:00:00+02:00"))
+    )
+    assert record.created_at.isoformat() == "2026-01-01T00:00:00+00:00"
+    far = json.dumps(minimal_record(created_at="9999-12-31T23:00:00-05:00"))
+    assert _problem(tmp_path, far).field == "created_at"
+
+
+@pytest.mark.parametrize(
+    ("text_of", "field"),
+    [
+        (lambda d: d.replace('"name": "kd"', '"name": "k\\ud800d"'), "method.name"),
+        (lambda d: d.replace('"episodes"', '"\\udfffx"'), "protocol.config.\\udfffx"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_where_it_is(tmp_path, text_of, field):
+    problem = _problem(tmp_path, text_of(json.dumps(minimal_record())))
+    assert (problem.field, problem.message.split(" (")[0]) in {
+        (field, "is not valid Unicode text"),
+        (field, "the key is not valid Unicode text"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("1.7e308", "magnitude at most 1e+100"), ("1e400", "out of range"), ("-2e100", "magnitude")],
+)
+def test_absurd_magnitudes_are_refused(tmp_path, value, words):
+    text = json.dumps(minimal_record()).replace("61.5", value)
+    problem = _problem(tmp_path, text)
+    assert words in problem.message
+
+
+def test_integers_beyond_64_bits_are_refused(tmp_path):
+    problem = _problem(tmp_path, json.dumps(minimal_record(seed=2**64)))
+    assert problem.field == "seed"
+
+
+def test_deep_nesting_is_a_reported_error_not_a_crash(tmp_path):
+    deep = json.dumps(minimal_record()).replace(
+        '"episodes": 100', '"x": ' + "[" * 5000 + "]" * 5000
+    )
+    assert "nested more than" in _problem(tmp_path, deep).message
+    config = {"x": 1}
+    for _ in range(100):
+        config = {"x": config}
+    data = minimal_record()
+    data["protocol"] = {**data["protocol"], "config": config}
+    problem = _problem(tmp_path, json.dumps(data))
+    assert problem.field == "(file)" and "nested more than 64 levels" in problem.message
+    data["protocol"]["config"] = {"brackets": "[[[[" * 100}  # inside a string: not nesting
+    data["protocol"]["config_hash"] = results.config_hash(data["protocol"]["config"])
+    assert load_record(write_record(Record.model_validate(data), tmp_path / "ok.json"))
+
+
+@pytest.mark.parametrize(
+    ("encode", "words"),
+    [
+        (lambda t: t.encode("utf-16"), "UTF-16"),
+        (lambda t: t.replace("kdbench", "kdbénch").encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_files_that_are_not_utf8_are_reported(tmp_path, encode, words):
+    path = tmp_path / "r.json"
+    path.write_bytes(encode(json.dumps(minimal_record())))
+    with pytest.raises(RecordError, match=words):
+        load_record(path)
+    checked, problems = results.validate_paths([tmp_path])
+    assert checked == 1 and problems[0].field == "(file)"
+
+
+def test_text_over_its_limit_is_refused_on_read_and_cut_when_built(tmp_path):
+    long = "x" * (results.MAX_TEXT_CHARS + 1)
+    method = {"name": "kd", "distribution": "kdbench", "version": "0.1.0", "description": long}
+    problem = _problem(tmp_path, json.dumps(minimal_record(method=method)))
+    assert problem.field == "method.description" and "at most 2000" in problem.message
+    built = Record.model_validate(minimal_record(method=method, notes=["y" * 10**6]))
+    assert len(built.method.description) == results.MAX_TEXT_CHARS
+    assert built.method.description.endswith("…") and len(built.notes[0]) == 2000
+    name = Record.model_validate(minimal_record(run_id="r" * 1000)).run_id
+    assert len(name) == results.MAX_NAME_CHARS
+    # a record kdbench built reads back
+    path = write_record(built, tmp_path / "built.json")
+    assert load_record(path).method.description == built.method.description
+
+
+def test_kdbench_replaces_a_lone_surrogate_in_text_it_builds(tmp_path):
+    method = {"name": "k\ud800d", "distribution": "kdbench", "version": "0.1.0"}
+    record = Record.model_validate(minimal_record(method=method))
+    assert record.method.name == "k\ufffdd"
+    assert load_record(write_record(record, tmp_path / "r.json")).method.name == "k\ufffdd"
+
+
+# -- which files are read ----------------------------------------------------------------
+
+
+def test_a_symlinked_record_is_refused_and_named(tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps(minimal_record()))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "a.json").symlink_to(secret)
+    (runs / "linked").symlink_to(tmp_path)
+    checked, problems = results.validate_paths([runs])
+    assert checked == 1
+    by_path = {p.path.name: p for p in problems}
+    assert "symbolic link" in by_path["a.json"].message
+    assert "symbolic link to a folder" in by_path["linked"].message
+    with pytest.raises(RecordError, match="symbolic link"):
+        load_record(runs / "a.json")
+
+
+def test_a_named_pipe_is_reported_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    checked, problems = results.validate_paths([tmp_path])
+    assert time.monotonic() - started < 5
+    assert checked == 1 and "named pipe, not a regular file" in problems[0].message
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "MAX_RECORD_BYTES", 1000)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(minimal_record(notes=["x" * 1500])))
+    with pytest.raises(RecordError, match="over the limit of 1000 bytes"):
+        load_record(path)
+
+
+def test_a_folder_that_cannot_be_searched_is_a_problem(tmp_path, monkeypatch):
+    (tmp_path / "ok.json").write_text(json.dumps(minimal_record()))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "bad.json").write_text("{}")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(results.os, "scandir", scandir)
+    checked, problems = results.validate_paths([tmp_path])
+    assert checked == 1
+    assert [(p.path, p.field) for p in problems] == [(locked, "(folder)")]
+    assert "Permission denied" in problems[0].message
+    result = CliRunner().invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 1 and "1 file(s) checked, 1 invalid" in result.stdout
+
+
+def test_a_file_name_that_is_not_utf8_is_reported(tmp_path):
+    name = os.fsdecode(b"bad\xff.json")
+    (tmp_path / name).write_text(json.dumps(minimal_record()))
+    checked, problems = results.validate_paths([tmp_path])
+    assert checked == 0
+    assert [str(p.path.name) for p in problems] == ["bad\\xff.json"]
+
+
+def test_validate_prints_escape_codes_as_text(tmp_path):
+    (tmp_path / "\x1b[2Jevil.json").write_text(json.dumps(minimal_record(status="\x1b]0;x\x07")))
+    result = CliRunner().invoke(app, ["validate", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "\\x1b[2Jevil.json" in result.stderr

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from kdbench.reporting import fail
+from kdbench.terminal import printable
 
 if TYPE_CHECKING:
     from kdbench.leaderboard.build import BuildReport
@@ -22,7 +23,8 @@ def _report_unranked(report: BuildReport) -> None:
     for item in intake.unranked:
         shown[item.reason] = shown.get(item.reason, 0) + 1
         if shown[item.reason] <= LISTED_PER_REASON:
-            typer.echo(f"not ranked ({item.reason}): {item.file.path}: {item.detail}", err=True)
+            line = f"not ranked ({item.reason}): {item.file.path}: {item.detail}"
+            typer.echo(printable(line), err=True)
     for reason, count in intake.reason_counts().items():
         if count > LISTED_PER_REASON:
             typer.echo(
@@ -63,6 +65,8 @@ def build_command(
         fail(str(error))
         return
     _report_unranked(report)
+    for warning in report.warnings:
+        typer.echo(f"warning: {printable(warning)}", err=True)
     typer.echo(_summary(report))
     if not check:
         removed = f", {len(report.removed)} stale removed" if report.removed else ""
@@ -77,7 +81,7 @@ def build_command(
         ("extra", report.extra),
     ):
         for name in names:
-            typer.echo(f"{label}: {out / name}")
+            typer.echo(printable(f"{label}: {out / name}"))
     changed = len(report.differing) + len(report.missing) + len(report.extra)
     typer.echo(
         f"{out}/ is out of date ({changed} file(s)); rebuild it with: "

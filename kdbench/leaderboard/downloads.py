@@ -2,6 +2,11 @@
 
 One long-format row per (table, method, metric), so every protocol fits one file. Floats are
 written with ``repr`` (shortest round-trip form) so the files are exact and stable.
+
+Text in the CSV comes from records, so a spreadsheet must not run it: as OWASP recommends
+against CSV injection, a text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab, a
+carriage return or a line feed (or the full-width ``＝＋－＠``) gets a leading ``'``. Numbers
+are numbers, never text, so they stay as they are (``-0.5`` is still a number).
 """
 
 from __future__ import annotations
@@ -70,6 +75,15 @@ def table_rows(tables: Sequence[Table]) -> list[dict[str, Any]]:
     return out
 
 
+#: First characters that make a spreadsheet read a cell as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
+
+
+def csv_text(text: str) -> str:
+    """``text`` as a CSV cell that no spreadsheet evaluates as a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
@@ -77,7 +91,9 @@ def _csv_cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return repr(value)
-    return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return csv_text(str(value))
 
 
 def tables_csv(tables: Sequence[Table]) -> bytes:

@@ -12,8 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
-from kdbench.leaderboard.links import run_page
-from kdbench.results import Record, RecordError, iter_record_files, parse_record
+from kdbench.leaderboard.links import SitePages
+from kdbench.results import (
+    Record,
+    RecordError,
+    find_record_files,
+    parse_record_bytes,
+    read_record_bytes,
+)
 
 #: Why a record is not ranked, by reason code, in the order reports list them.
 REASONS: dict[str, str] = {
@@ -60,16 +66,27 @@ class Intake:
         """Every file read, ranked or not, sorted by path."""
         return sorted([*self.ranked, *(u.file for u in self.unranked)], key=lambda f: f.path)
 
-    def run_pages(self) -> dict[str, str]:
-        """The provenance page of each valid record file, by path (one page per run_id)."""
-        pages: dict[str, str] = {}
+    def pages(self) -> SitePages:
+        """Where the method, protocol and run pages of these records live."""
+        records = [f.record for f in self.files if f.record is not None]
+        return SitePages(
+            methods=(r.method.name for r in records),
+            protocols=((r.suite, r.protocol.name) for r in records),
+            runs=(r.run_id for r in records),
+        )
+
+    def run_pages(self, pages: SitePages | None = None) -> dict[str, str]:
+        """The provenance page of each valid record file, by path (one page per run_id: a
+        repeated run_id's page belongs to its first file)."""
+        pages = pages or self.pages()
+        out: dict[str, str] = {}
         owners: dict[str, str] = {}
         for file in self.files:
             if file.record is not None:
-                page = run_page(file.record.run_id)
+                page = pages.run(file.record.run_id)
                 if owners.setdefault(page, file.path) == file.path:
-                    pages[file.path] = page
-        return pages
+                    out[file.path] = page
+        return out
 
     def reason_counts(self) -> dict[str, int]:
         """How many records are unranked for each reason, in :data:`REASONS` order."""
@@ -79,38 +96,42 @@ class Intake:
         return {reason: n for reason, n in counts.items() if n}
 
 
+def _relative(path: Path, folder: Path) -> str:
+    return "/".join(path.relative_to(folder).parts) or "."
+
+
 def read_record_files(folder: Path, skip: Path | None = None) -> list[RecordFile]:
     """Every ``*.json`` under ``folder`` (sorted by path), parsed and validated.
 
     Files under ``skip`` are left out: a site built inside its records folder holds copies
-    of the records that must not be read back as records.
+    of the records that must not be read back as records. A sub-folder that cannot be
+    searched, or a link to one, is kept as an invalid entry so that it is reported.
     """
-    files = []
-    skipped: tuple[str, ...] | None = None
-    if skip is not None and skip.resolve().is_relative_to(folder.resolve()):
-        skipped = skip.resolve().relative_to(folder.resolve()).parts
-    for path in iter_record_files([folder]):
-        parts = path.relative_to(folder).parts
-        if skipped is not None and parts[: len(skipped)] == skipped:
-            continue
-        relative = "/".join(parts)
+    paths, problems = find_record_files([folder], skip=skip)
+    files = [
+        RecordFile(_relative(p.path, folder), None, None, f"{p.field}: {p.message}")
+        for p in problems
+    ]
+    for path in paths:
+        relative = _relative(path, folder)
         try:
-            raw = path.read_bytes()
-        except OSError as error:
-            files.append(RecordFile(relative, None, None, f"(file): cannot be read: {error}"))
-            continue
-        try:
-            record = parse_record(raw.decode("utf-8"), Path(relative))
-        except UnicodeDecodeError as error:
-            files.append(RecordFile(relative, raw, None, f"(file): not UTF-8 text: {error}"))
+            raw = read_record_bytes(path)
         except RecordError as error:
-            first = error.problems[0]
-            more = len(error.problems) - 1
-            problem = f"{first.field}: {first.message}" + (f" (+{more} more)" if more else "")
-            files.append(RecordFile(relative, raw, None, problem))
+            files.append(RecordFile(relative, None, None, _summary(error)))
+            continue
+        try:
+            record = parse_record_bytes(raw, Path(relative))
+        except RecordError as error:
+            files.append(RecordFile(relative, raw, None, _summary(error)))
         else:
             files.append(RecordFile(relative, raw, record))
-    return files
+    return sorted(files, key=lambda f: f.path)
+
+
+def _summary(error: RecordError) -> str:
+    first = error.problems[0]
+    more = len(error.problems) - 1
+    return f"{first.field}: {first.message}" + (f" (+{more} more)" if more else "")
 
 
 def registered_protocol_versions() -> dict[str, int]:

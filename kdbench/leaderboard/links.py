@@ -3,39 +3,84 @@
 Names in records are untrusted and may hold any character, so file names are slugs:
 lower-case letters, digits, ``-``, ``_`` and ``.``, with a short hash appended whenever the
 slug had to change the name (so ``KD`` and ``kd`` never share a file, even on a
-case-insensitive disk). Every link is relative, so the site works from ``file://``.
+case-insensitive disk). A name that already ends like a hash (``-`` and eight or more hex
+digits) is hashed too, so no name can take the page of another; and :func:`unique_slugs`
+gives every name of a site its own page even if someone searched for a hash prefix that
+clashes. Every link is relative, so the site works from ``file://``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
 _SAFE = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,79}$")
+_HASH_LIKE = re.compile(r"-[0-9a-f]{8,}$")
 _UNSAFE_CHARS = re.compile(r"[^a-z0-9_.\-]+")
 
 
-def slug(name: str) -> str:
-    """A file-name-safe form of ``name``; names that are already safe are kept as they are."""
-    if _SAFE.match(name) and ".." not in name:
+def slug(name: str, digits: int = 8) -> str:
+    """A file-name-safe form of ``name``; names that are already safe are kept as they are.
+
+    Any other name becomes its cleaned form plus ``digits`` hex digits of its sha256.
+    """
+    if _SAFE.match(name) and ".." not in name and not _HASH_LIKE.search(name):
         return name
     cleaned = _UNSAFE_CHARS.sub("-", name.lower()).strip("-.")[:60] or "x"
     cleaned = cleaned.replace("..", ".")
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:digits]
     return f"{cleaned}-{digest}"
 
 
-def protocol_page(suite: str, protocol: str) -> str:
-    return f"protocols/{slug(suite)}/{slug(protocol)}.html"
+def anchor(text: str) -> str:
+    """An id for an anchor within one page: ``text`` if it is safe as it is, else its slug."""
+    return text if _SAFE.match(text) and ".." not in text else slug(text)
 
 
-def method_page(method: str) -> str:
-    return f"methods/{slug(method)}.html"
+def unique_slugs(names: Iterable[str]) -> dict[str, str]:
+    """The slug of each distinct name, no two alike.
+
+    Two names only share a slug when both were hashed and their hashes' first eight digits
+    agree (which takes a search); then both get a 16-digit hash, and 64 if that clashes too.
+    """
+    slugs = {name: slug(name) for name in sorted(set(names))}
+    for digits in (16, 64):
+        owners: dict[str, list[str]] = {}
+        for name, value in slugs.items():
+            owners.setdefault(value, []).append(name)
+        clashing = [name for group in owners.values() if len(group) > 1 for name in group]
+        if not clashing:
+            break
+        for name in clashing:
+            slugs[name] = slug(name, digits)
+    return slugs
 
 
-def run_page(run_id: str) -> str:
-    return f"runs/{slug(run_id)}.html"
+class SitePages:
+    """Where each method, protocol and run page of one site lives; no two names share one."""
+
+    def __init__(
+        self,
+        methods: Iterable[str],
+        protocols: Iterable[tuple[str, str]],
+        runs: Iterable[str],
+    ):
+        pairs = list(protocols)
+        self._methods = unique_slugs(methods)
+        self._suites = unique_slugs(suite for suite, _ in pairs)
+        self._protocols = unique_slugs(protocol for _, protocol in pairs)
+        self._runs = unique_slugs(runs)
+
+    def method(self, name: str) -> str:
+        return f"methods/{self._methods[name]}.html"
+
+    def protocol(self, suite: str, protocol: str) -> str:
+        return f"protocols/{self._suites[suite]}/{self._protocols[protocol]}.html"
+
+    def run(self, run_id: str) -> str:
+        return f"runs/{self._runs[run_id]}.html"
 
 
 def raw_record(path: str) -> str:

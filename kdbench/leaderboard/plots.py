@@ -16,6 +16,8 @@ from kdbench.leaderboard.formatting import format_number
 from kdbench.leaderboard.pareto import pareto_front
 
 WIDTH, HEIGHT = 640, 380
+#: The smallest cost a logarithmic axis shows; below it the axis is linear.
+LOG_FLOOR = 1e-100
 LEFT, RIGHT, TOP, BOTTOM = 70, 150, 20, 50
 
 
@@ -51,26 +53,36 @@ class Scale:
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten) covering ``low..high``."""
-    if high <= low:
+    """Round tick values (1, 2 or 5 times a power of ten) covering ``low..high``.
+
+    Ticks are multiples of the step, never a running sum, so a step below the values'
+    precision cannot loop forever; at most ``count + 1`` distinct ticks come back.
+    """
+    if not high > low:
         return [low]
     raw = (high - low) / max(count - 1, 1)
+    if not (raw > 0 and math.isfinite(raw)):  # a span too small (or large) for a float
+        return [low, high]
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.ceil(low / step - 1e-9) * step
-    ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
+    first = math.ceil(low / step - 1e-9)
+    last = math.floor(high / step + 1e-9)
+    ticks: list[float] = []
+    for k in range(first, min(last, first + count) + 1):
+        value = round(k * step, 12)
+        if not ticks or value != ticks[-1]:
+            ticks.append(value)
     return ticks
 
 
-def log_ticks(low: float, high: float) -> list[float]:
-    """Powers of ten in ``low..high``, with 2x and 5x when the range spans under 2.5 decades."""
+def log_ticks(low: float, high: float, most: int = 12) -> list[float]:
+    """Powers of ten in ``low..high``, with 2x and 5x when the range spans under 2.5 decades;
+    over more than ``most`` decades, every second (third...) power only."""
     first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
     multiples = (1, 2, 5) if math.log10(high / low) < 2.5 else (1,)
-    ticks = [m * 10.0**e for e in range(first, last + 1) for m in multiples]
+    stride = max(1, math.ceil((last - first) / most))
+    exponents = range(first, last + 1, stride)
+    ticks = [m * 10.0**e for e in exponents for m in multiples]
     return [t for t in ticks if low * (1 - 1e-9) <= t <= high * (1 + 1e-9)]
 
 
@@ -100,13 +112,16 @@ def scatter_svg(
 ) -> Markup:
     """An SVG scatter of ``points`` with the Pareto frontier of the non-reference points.
 
-    The cost axis is logarithmic when every cost is positive and they span 20x or more.
+    The cost axis is logarithmic when every cost is at least :data:`LOG_FLOOR` and they span
+    20x or more. Points must be finite (records' numbers are bounded, so means are).
     """
     if not points:
         raise ValueError("a plot needs at least one point")
     costs = [p.cost for p in points]
     scores = [p.score for p in points]
-    log_x = min(costs) > 0 and max(costs) / min(costs) >= 20
+    if not all(math.isfinite(v) for v in (*costs, *scores)):
+        raise ValueError("plotted values must be finite")
+    log_x = min(costs) >= LOG_FLOOR and max(costs) / min(costs) >= 20
     x_low, x_high = _padded(min(costs), max(costs), log_x)
     y_low, y_high = _padded(min(scores), max(scores), False)
     x = Scale(x_low, x_high, LEFT, WIDTH - RIGHT, log_x)

@@ -27,14 +27,7 @@ from kdbench.leaderboard.devices import (
 from kdbench.leaderboard.downloads import records_json, tables_csv, tables_json
 from kdbench.leaderboard.formatting import format_ci, format_number, sort_key_text
 from kdbench.leaderboard.intake import REASONS, Intake, RecordFile, Unranked
-from kdbench.leaderboard.links import (
-    method_page,
-    protocol_page,
-    raw_record,
-    relative,
-    safe_url,
-    slug,
-)
+from kdbench.leaderboard.links import anchor, raw_record, relative, safe_url
 from kdbench.results import ComponentRef, Record
 
 #: Protocols in the order readers expect them; any other protocol follows, alphabetically.
@@ -51,8 +44,11 @@ def _ordered(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
     return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
-    """The jinja2 environment: package templates, autoescape on, undefined names are errors."""
+    """The jinja2 environment: package templates, autoescape on, undefined names are errors.
+
+    One per process, so each template is compiled once however many sites are built."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kdbench.leaderboard", "templates"),
         autoescape=True,
@@ -125,7 +121,8 @@ class SiteRenderer:
         self.tables = list(tables)
         self.costs = costs
         self.env = environment()
-        self.run_pages = intake.run_pages()
+        self.pages = intake.pages()
+        self.run_pages = intake.run_pages(self.pages)
         valid = [f.record for f in intake.files if f.record is not None]
         newest = max((r.created_at for r in valid), default=None)
         self.stamp = newest.strftime("%Y-%m-%d %H:%M UTC") if newest else None
@@ -143,7 +140,7 @@ class SiteRenderer:
         for (suite, protocol), views in self.protocol_pages.items():
             yield self._protocol_page(suite, protocol, views)
         for info in self.method_infos:
-            yield method_page(info.name), self._method_page(info)
+            yield self.pages.method(info.name), self._method_page(info)
         for file in self.intake.files:
             page = self.run_pages.get(file.path)
             if page is not None:
@@ -171,13 +168,15 @@ class SiteRenderer:
                 summaries.setdefault(identity, fingerprint_summary(record.device_fingerprint))
         views = []
         for table in self.tables:
-            page = protocol_page(table.suite, table.protocol)
-            href_of = {row.method: relative(page, method_page(row.method)) for row in table.rows}
+            page = self.pages.protocol(table.suite, table.protocol)
+            href_of = {
+                row.method: relative(page, self.pages.method(row.method)) for row in table.rows
+            }
             device = f"-{short_id(table.device)}" if table.device else ""
             views.append(
                 TableView(
                     table=table,
-                    anchor=slug(f"{table.protocol}-v{table.version}{device}"),
+                    anchor=anchor(f"{table.protocol}-v{table.version}{device}"),
                     device_summary=summaries.get(table.device) if table.device else None,
                     plots=table_plots(table, self.costs, href_of),
                 )
@@ -216,7 +215,7 @@ class SiteRenderer:
         cards = []
         for protocol in _ordered(names, PROTOCOL_ORDER):
             entries = [
-                (protocol_page(suite, protocol), views)
+                (self.pages.protocol(suite, protocol), views)
                 for (suite, name), views in pages.items()
                 if name == protocol
             ]
@@ -235,7 +234,7 @@ class SiteRenderer:
             total=len(self.intake.files),
             ranked=len(self.intake.ranked),
             unranked_counts=self.intake.reason_counts(),
-            method_page=method_page,
+            method_page=self.pages.method,
             downloads={"csv": CSV_PATH, "json": JSON_PATH, "records": RECORDS_PATH},
         )
 
@@ -244,7 +243,7 @@ class SiteRenderer:
             "methods.html.j2",
             "methods.html",
             methods=self.method_infos,
-            method_page=method_page,
+            method_page=self.pages.method,
         )
 
     def _unranked_page(self) -> bytes:
@@ -264,7 +263,7 @@ class SiteRenderer:
     def _protocol_page(
         self, suite: str, protocol: str, views: list[TableView]
     ) -> tuple[str, bytes]:
-        page = protocol_page(suite, protocol)
+        page = self.pages.protocol(suite, protocol)
         unranked = self._unranked_of(protocol, suite)
         counts: dict[str, int] = {}
         for item in unranked:
@@ -280,7 +279,7 @@ class SiteRenderer:
             has_device_records=bool(self.costs.suite_devices(suite)),
             unranked_counts=dict(sorted(counts.items(), key=lambda kv: list(REASONS).index(kv[0]))),
             run_pages=self.run_pages,
-            method_page=method_page,
+            method_page=self.pages.method,
         )
 
     # -- method pages ----------------------------------------------------------------------
@@ -310,7 +309,7 @@ class SiteRenderer:
             for view in self.views:
                 for row in view.table.rows:
                     if row.method == name:
-                        page = protocol_page(view.table.suite, view.table.protocol)
+                        page = self.pages.protocol(view.table.suite, view.table.protocol)
                         results.append(MethodResult(view, row, page))
             infos.append(
                 MethodInfo(
@@ -330,12 +329,12 @@ class SiteRenderer:
         return infos
 
     def _method_page(self, info: MethodInfo) -> bytes:
-        page = method_page(info.name)
+        page = self.pages.method(info.name)
         return self._render(
             "method.html.j2",
             page,
             info=info,
-            protocol_page=protocol_page,
+            protocol_page=self.pages.protocol,
             run_pages=self.run_pages,
         )
 
@@ -351,8 +350,8 @@ class SiteRenderer:
             file=file,
             unranked=self.unranked_by_path.get(file.path),
             raw=raw_record(file.path),
-            method_href=method_page(record.method.name),
-            protocol_href=protocol_page(record.suite, record.protocol.name),
+            method_href=self.pages.method(record.method.name),
+            protocol_href=self.pages.protocol(record.suite, record.protocol.name),
             has_protocol_page=(record.suite, record.protocol.name) in self.protocol_pages,
             device_id=fingerprint_id(fingerprint) if fingerprint is not None else None,
             device_summary=fingerprint_summary(fingerprint) if fingerprint is not None else None,

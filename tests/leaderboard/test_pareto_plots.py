@@ -83,3 +83,21 @@ def test_identical_svg_for_identical_points():
 def test_a_plot_needs_points():
     with pytest.raises(ValueError, match="at least one point"):
         scatter_svg([], title="t", x_label="x", y_label="y", higher_is_better=True)
+
+
+def test_ticks_end_when_the_step_is_below_the_values_precision():
+    # 1e20 and the next float differ by 16384: a running sum of a 5000 step never moves
+    ticks = nice_ticks(1e20, 1e20 + 32768)
+    assert 1 <= len(ticks) <= 6
+
+
+@pytest.mark.parametrize(
+    "costs",
+    [(1e100, 1.0), (1e-300, 1e100), (1e100, 1e100 * (1 + 1e-15)), (-1e100, 1e100), (0.0, 5e-324)],
+)
+def test_extreme_but_finite_costs_still_plot(costs):
+    points = [Point(c, s, f"m{i}") for i, (c, s) in enumerate(zip(costs, (1e100, -1e100)))]
+    svg = scatter_svg(points, title="t", x_label="x", y_label="y", higher_is_better=True)
+    assert svg.count("<circle") == 2
+    assert not re.search(r"\b(nan|inf)\b", svg)
+    assert len(log_ticks(1e-100, 1e100)) <= 13

@@ -47,6 +47,27 @@ def test_slugs_keep_safe_names_and_separate_the_others():
     assert slug("a b") != slug("a-b")
 
 
+def test_a_name_shaped_like_a_hashed_slug_cannot_take_that_page():
+    assert slug("MyKD") == "mykd-10cf0255"
+    assert slug("mykd-10cf0255") != "mykd-10cf0255"
+    assert slug("mykd-10cf0255abcdef01") != "mykd-10cf0255abcdef01"
+    assert slug("model-v2") == "model-v2"  # ordinary names are kept
+
+
+def test_unique_slugs_separate_names_whose_short_hashes_clash(monkeypatch):
+    from kdbench.leaderboard import links
+
+    real = links.slug
+
+    def clashing(name, digits=8):  # pretend someone found a clashing 8-digit prefix
+        return "mykd-10cf0255" if digits == 8 and name in {"MyKD", "MYKD!"} else real(name, digits)
+
+    monkeypatch.setattr(links, "slug", clashing)
+    slugs = links.unique_slugs(["MyKD", "MYKD!", "kd"])
+    assert len(set(slugs.values())) == 3 and slugs["kd"] == "kd"
+    assert slugs["MyKD"] == real("MyKD", 16) and slugs["MYKD!"] == real("MYKD!", 16)
+
+
 @pytest.mark.parametrize(
     ("url", "ok"),
     [
