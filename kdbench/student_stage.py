@@ -46,15 +46,9 @@ class TeacherSource(Protocol):
     num_layers: int
     """Blocks the teacher's ``layers`` outputs index (1 when it has none)."""
 
-    def outputs(
-        self,
-        images: torch.Tensor,
-        needs: Needs,
-        *,
-        device: str,
-        progress: Callable[..., Any] | None,
-    ) -> list[torch.Tensor]:
-        """The outputs ``needs`` asks for, for every image, in ``needs.teacher_keys()`` order."""
+    def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
+        """The outputs ``needs`` asks for, for every image, in ``needs.teacher_keys()`` order
+        (on the device and with the progress display the source was built with)."""
 
     def notes(self) -> list[str]:
         """What the record should say about how the teacher outputs were made."""
@@ -68,18 +62,12 @@ class FrozenTeacher:
     model: Any
     embed_dim: int
     num_layers: int
+    device: str
+    progress: Callable[..., Any] | None = None
 
-    def outputs(
-        self,
-        images: torch.Tensor,
-        needs: Needs,
-        *,
-        device: str,
-        progress: Callable[..., Any] | None,
-    ) -> list[torch.Tensor]:
-        return teacher_tensors(
-            self.model.to(device).eval(), images, needs, device=device, progress=progress
-        )
+    def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
+        model = self.model.to(self.device).eval()
+        return teacher_tensors(model, images, needs, device=self.device, progress=self.progress)
 
     def notes(self) -> list[str]:
         return [
@@ -193,7 +181,7 @@ def train_student(
     tensors: tuple[torch.Tensor, ...] = (images, labels)
     if needs.uses_teacher:
         assert teacher is not None
-        tensors += tuple(teacher.outputs(images, needs, device=device, progress=progress))
+        tensors += tuple(teacher.outputs(images, needs))
         notes += teacher.notes()
     fit(
         RecipeStep(model, terms, needs),  # type: ignore[arg-type]

@@ -178,7 +178,7 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         TrainConfig(
             epochs=base["epochs"], batch_size=base["batch_size"], lr=base["lr"], seed=context.seed
         ),
-        teacher=ProbedTeacher(teacher, data, base, context.seed),
+        teacher=ProbedTeacher(teacher, data, base, context.seed, device, context.progress),
         registry=registry,
         device=device,
         checkpoint=context.work_dir / "base-student.pt",
@@ -196,21 +196,23 @@ class ProbedTeacher:
     fitted on its base-class embeddings (computed once and cached, like the embeddings the
     pooled-only losses read)."""
 
-    def __init__(self, backbone: Backbone, data: BaseData, base: dict[str, Any], seed: int):
-        self.backbone = backbone
+    def __init__(
+        self,
+        backbone: Backbone,
+        data: BaseData,
+        base: dict[str, Any],
+        seed: int,
+        device: str,
+        progress: Callable[..., Any] | None = None,
+    ) -> None:
+        self.backbone, self.device, self.progress = backbone, device, progress
         self.classifier = Classifier(backbone, len(data.class_names))
         self.data, self.base, self.seed = data, base, seed
         self.embed_dim, self.num_layers = backbone.embed_dim, backbone.num_layers
         self._notes: list[str] = []
 
-    def outputs(
-        self,
-        images: torch.Tensor,
-        needs: Needs,
-        *,
-        device: str,
-        progress: Callable[..., Any] | None,
-    ) -> list[torch.Tensor]:
+    def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
+        device, progress = self.device, self.progress
         self.classifier.to(device).eval()
         pooled_only = needs.teacher <= {"logits", "pooled"}
         feats = None

@@ -322,7 +322,13 @@ class Distill(Protocol):
         backbone = init_backbone(registry, "students", config["student"], pretrained=not scratch)
         source = None
         if teacher is not None:
-            source = FrozenTeacher(teacher, teacher.backbone.embed_dim, teacher.backbone.num_layers)
+            source = FrozenTeacher(
+                teacher,
+                teacher.backbone.embed_dim,
+                teacher.backbone.num_layers,
+                device,
+                context.progress,
+            )
         trained = train_student(
             Classifier(backbone, data.num_classes),
             recipe,

@@ -145,7 +145,9 @@ def _trained_student(
             lr=stage["lr"],
             seed=context.seed,
         ),
-        teacher=JointSpaceTeacher(teacher, base_text, data.digest, context.cache_dir),
+        teacher=JointSpaceTeacher(
+            teacher, base_text, data.digest, context.cache_dir, device, context.progress
+        ),
         registry=registry,
         device=device,
         checkpoint=context.work_dir / "student.pt",
@@ -177,21 +179,22 @@ class JointSpaceTeacher:
     and layers are computed afresh."""
 
     def __init__(
-        self, teacher: ImageTextModel, base_text: torch.Tensor, data_digest: str, cache_root: Path
+        self,
+        teacher: ImageTextModel,
+        base_text: torch.Tensor,
+        data_digest: str,
+        cache_root: Path,
+        device: str,
+        progress: Callable[..., Any] | None = None,
     ) -> None:
+        self.device, self.progress = device, progress
         self.teacher, self.base_text = teacher, base_text
         self.data_digest, self.cache_root = data_digest, cache_root
         self.embed_dim = teacher.embed_dim
         self.num_layers = getattr(getattr(teacher, "backbone", None), "num_layers", 1)
 
-    def outputs(
-        self,
-        images: torch.Tensor,
-        needs: Needs,
-        *,
-        device: str,
-        progress: Callable[..., Any] | None,
-    ) -> list[torch.Tensor]:
+    def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
+        device, progress = self.device, self.progress
         keys = needs.teacher_keys()
         source = TextSpaceTeacher(self.teacher, self.base_text)
         if not set(keys) <= {"logits", "pooled"}:
