@@ -11,10 +11,13 @@ and score them the way the ``fewshot`` protocol does::
 
 Features are centred on ``center`` (the mean of the base-class features, as SimpleShot and
 EASY do) and L2-normalised, then every query goes to the class whose support mean is
-nearest. Scoring is tensor work over all episodes in chunks: with normalised features a
-Gram matrix ``G = F·Fᵀ`` computed once turns NCM into index arithmetic (a query's dot
-product with a class mean is a mean of ``G`` entries, a class mean's squared norm a mean of
-a block of ``G``), so the feature bank is never copied per episode.
+nearest. Scoring is array work over all episodes in chunks, in float32, along one of two
+paths a cost model picks (:func:`plan_scoring`): copy each episode's rows and multiply
+them, or build the Gram matrix ``G = F·Fᵀ`` once and read a query's dot product with a
+class mean, and a mean's squared norm, as sums of ``G`` entries. Queries whose two nearest
+classes are closer than float32 rounding can separate (:func:`margin_tolerance`) are
+rescored in float64, so every accuracy equals the one-episode-at-a-time computation
+(:func:`ncm_accuracy_loop`).
 """
 
 from __future__ import annotations
@@ -354,6 +357,9 @@ _GRAM_ENTRY = 13e-9  # the same once the Gram matrix outgrows the caches
 _CACHE_BYTES = 16 * 1024**2
 
 
+_RESCORE_BYTES = 1024**2  # float64 rows of a batch of rescored queries: small and serial
+
+
 @dataclass(frozen=True)
 class ScoringPlan:
     """The path :func:`ncm_accuracy` takes (``"gram"`` or ``"gather"``) and the cost
@@ -489,7 +495,7 @@ def _ncm_correct(
     scores = _gram_scores if path == "gram" else _gather_scores
     correct, near = _decide(scores(f32, episodes, chunk_bytes), episodes, tol)
     near_e, near_r = np.nonzero(near)
-    step = max(1, chunk_bytes // (w * s * f.shape[1] * 8 * 2))
+    step = max(1, _RESCORE_BYTES // (w * (s + 1) * f.shape[1] * 8))
     query_rows = episodes.query.reshape(len(episodes), w * q)
     for start in range(0, len(near_e), step):
         e, r = near_e[start : start + step], near_r[start : start + step]
