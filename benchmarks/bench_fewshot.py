@@ -186,21 +186,22 @@ def test_bound(benchmark, banks, setting):
 @pytest.fixture(scope="module", autouse=True)
 def ratio_table(request):
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if not RESULTS or reporter is None:
+    if not RESULTS:
         return
-    write = reporter.write_line
-    write("")
-    write(
+    lines = [
+        "",
         "setting                               ncm ms  loop/ncm  loop1/ncm1  float64/ncm  "
-        "ncm/bound  path    rescored"
-    )
+        "ncm/bound  path    rescored",
+    ]
     for setting in SETTINGS:
         r = RESULTS.get(setting, {})
         ncm, ncm1 = r.get("ncm-default", np.nan), r.get("ncm-1", np.nan)
-        write(
+        lines.append(
             f"{_name(setting):36}  {1e3 * ncm:6.0f}  {r.get('loop-default', np.nan) / ncm:8.1f}"
             f"  {r.get('loop-1', np.nan) / ncm1:10.1f}  {r.get('float64', np.nan) / ncm:11.1f}"
             f"  {ncm / r.get('bound', np.nan):9.2f}  {r.get('path', '?'):6}  "
             f"{r.get('rescored', '?')}"
         )
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n".join(lines))

@@ -321,6 +321,7 @@ PATHS = ("gram", "gather")
 
 _U32 = 2.0**-24  # unit roundoff of float32
 _U64 = 2.0**-53  # and of float64
+_RESCORE_BYTES = 1024**2  # float64 rows of a batch of rescored queries: small, so serial
 
 
 def score_error_bound(dim: int, shots: int) -> float:
@@ -355,9 +356,6 @@ _GRAM_EPISODE = 2.0e-6  # per episode, as for the gather path
 _GRAM_ENTRY_CACHED = 8e-9  # per Gram entry read (index arithmetic, random read, sum)
 _GRAM_ENTRY = 13e-9  # the same once the Gram matrix outgrows the caches
 _CACHE_BYTES = 16 * 1024**2
-
-
-_RESCORE_BYTES = 1024**2  # float64 rows of a batch of rescored queries: small and serial
 
 
 @dataclass(frozen=True)
@@ -473,9 +471,10 @@ def _reference_distances(
     :func:`ncm_accuracy_loop` computes them: ``support`` (n, W, S) and ``query_rows`` (n,)
     index ``f``."""
     n, w, s = support.shape
-    rows = torch.from_numpy(np.ascontiguousarray(support).reshape(-1))
+    rows = torch.from_numpy(np.asarray(support, dtype=np.int64).reshape(-1))
     means = f.index_select(0, rows).view(n, w, s, -1).mean(2)  # (n, W, D)
-    queries = f.index_select(0, torch.from_numpy(query_rows))[:, None, :]  # (n, 1, D)
+    queries = torch.from_numpy(np.asarray(query_rows, dtype=np.int64))
+    queries = f.index_select(0, queries)[:, None, :]  # (n, 1, D)
     return ((queries[:, :, None, :] - means[:, None, :, :]) ** 2).sum(-1)[:, 0]
 
 
