@@ -13,6 +13,9 @@ MobileViT-XS-sized backbone), one and five shots:
 * ``bound``: the float32 gather path's bare gathers and batched matmuls on the same
   episodes, without preparing the features, deciding or rescoring: a lower bound.
 
+``test_path`` times the Gram and gather paths of ``ncm`` on banks where the cost model's
+choice is close, and records the choice and its predictions in ``extra_info``.
+
 Every timed call draws its episodes first. The per-episode accuracies of ``loop``,
 ``float64`` and ``ncm`` are asserted identical. At the end a table gives, per setting,
 ``ncm``'s time, the loop's and the float64 scorer's times as multiples of it, ``ncm`` as a
@@ -53,7 +56,7 @@ def make_bank(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     g = np.random.default_rng(seed)
     labels = np.repeat(np.arange(20), n // 20)
     scale = 1 / np.sqrt(1 + np.arange(dim) / 8)
-    centres = g.standard_normal((20, dim)) * scale * SPREAD[dim]
+    centres = g.standard_normal((20, dim)) * scale * SPREAD.get(dim, 0.3)
     noise = g.standard_normal((n, dim)) * scale
     return np.maximum(centres[labels] + noise + 0.5, 0).astype(np.float32), labels
 
@@ -181,6 +184,26 @@ def test_bound(benchmark, banks, setting):
     benchmark.group = _name(setting)
     benchmark.pedantic(gather_matmul_bound, (f32, labels, shots), rounds=5, warmup_rounds=1)
     _record(benchmark, setting, "bound")
+
+
+PATH_SETTINGS = [(1_200, 768, 1), (1_200, 64, 5), (2_400, 384, 1), (6_000, 384, 5)]
+
+
+@pytest.mark.parametrize("path", ["gram", "gather"])
+@pytest.mark.parametrize("setting", PATH_SETTINGS, ids=lambda s: "N={} D={} {}-shot".format(*s))
+def test_path(benchmark, setting, path):
+    """Both paths on the same episodes, against the cost model's choice (``extra_info``)."""
+    n, d, shots = setting
+    features, labels = make_bank(n, d)
+    center = features.mean(0)
+    episodes = _draw(labels, shots)
+    plan = plan_scoring(n, d, WAYS, shots, QUERIES, EPISODES)
+    benchmark.group = f"paths: N={n} D={d} {shots}-shot, {EPISODES:,} episodes; model: {plan.path}"
+    benchmark.extra_info.update(
+        chosen=plan.path, predicted_s={k: round(v, 4) for k, v in plan.seconds.items()}
+    )
+    kwargs = {"center": center, "path": path}
+    benchmark.pedantic(ncm_accuracy, (features, labels, episodes), kwargs, rounds=3)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -348,14 +348,15 @@ def margin_tolerance(dim: int, shots: int) -> float:
 # The cost model: seconds of the float32 stage, fitted to timings on a shared 2-core AVX-512
 # machine (numpy, one thread). Only speed depends on it: both paths give the same accuracies.
 _GATHER_EPISODE = 1.5e-6  # per episode: chunk bookkeeping and decisions
-_GATHER_VALUE = 0.3e-9  # per feature value gathered (support and query rows)
+_GATHER_VALUE_CACHED = 0.2e-9  # per feature value gathered (support and query rows)
+_GATHER_VALUE = 0.3e-9  # the same once the features outgrow the caches
 _GATHER_MAC = 0.03e-9  # per multiply-add of the queries with the ways' sums
 _GRAM_ENTRY_BUILT = 0.25e-9  # per Gram entry allocated
 _GRAM_BUILD_MAC = 0.016e-9  # per N²·D of F·Fᵀ (a symmetric product: half as many are done)
 _GRAM_EPISODE = 2.0e-6  # per episode, as for the gather path
 _GRAM_ENTRY_CACHED = 8e-9  # per Gram entry read (index arithmetic, random read, sum)
 _GRAM_ENTRY = 13e-9  # the same once the Gram matrix outgrows the caches
-_CACHE_BYTES = 16 * 1024**2
+_CACHE_BYTES = 32 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -383,9 +384,10 @@ def plan_scoring(
     episodes over ``n`` features of ``dim`` dimensions. The Gram path is refused when its
     float32 matrix would exceed ``max_gram_bytes``."""
     wq = ways * queries
+    value = _GATHER_VALUE_CACHED if 4 * n * dim <= _CACHE_BYTES else _GATHER_VALUE
     gather = n_episodes * (
         _GATHER_EPISODE
-        + _GATHER_VALUE * ways * (shots + queries) * dim
+        + value * ways * (shots + queries) * dim
         + _GATHER_MAC * ways * wq * dim
     )
     gram_bytes = 4 * n * n
