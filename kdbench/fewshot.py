@@ -386,9 +386,7 @@ def plan_scoring(
     wq = ways * queries
     value = _GATHER_VALUE_CACHED if 4 * n * dim <= _CACHE_BYTES else _GATHER_VALUE
     gather = n_episodes * (
-        _GATHER_EPISODE
-        + value * ways * (shots + queries) * dim
-        + _GATHER_MAC * ways * wq * dim
+        _GATHER_EPISODE + value * ways * (shots + queries) * dim + _GATHER_MAC * ways * wq * dim
     )
     gram_bytes = 4 * n * n
     entry = _GRAM_ENTRY_CACHED if gram_bytes <= _CACHE_BYTES else _GRAM_ENTRY
