@@ -112,9 +112,11 @@ def test_ncm_equals_the_per_episode_loop(shots):
     ep = sample_episodes(labels, 5, shots, 15, 300, seed=1)
     center = features[:50].mean(0)
     loop = ncm_accuracy_loop(features, labels, ep, center=center)
-    gram = ncm_accuracy(features, labels, ep, center=center, chunk_bytes=200_000)
-    gather = ncm_accuracy(features, labels, ep, center=center, max_gram_bytes=0)
+    gram = ncm_accuracy(features, labels, ep, center=center, path="gram", chunk_bytes=200_000)
+    gather = ncm_accuracy(features, labels, ep, center=center, path="gather", chunk_bytes=200_000)
+    auto = ncm_accuracy(features, labels, ep, center=center)
     assert np.array_equal(gram, loop) and np.array_equal(gather, loop)
+    assert np.array_equal(auto, loop)
     assert 0.3 < loop.mean() < 1.0  # neither chance nor trivial: the test can fail
     # torch tensors work the same
     as_torch = ncm_accuracy(torch.from_numpy(features), torch.from_numpy(labels), ep, center=center)
