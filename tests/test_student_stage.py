@@ -145,3 +145,30 @@ def test_teacher_losses_without_a_teacher_mode_are_refused(world_weights, tmp_pa
             device="cpu",
             checkpoint=tmp_path / "x.pt",
         )
+
+
+def test_the_base_stage_is_trained_once_per_method_seed_and_config(world_weights, tmp_path):
+    """fewshot and segmentation share the base stage's cache slot: the second protocol
+    reuses the student the first trained; another seed or another recipe trains anew."""
+    from kdbench import runner
+    from kdbench.results import load_record
+
+    registry = plugins.get_registry()
+
+    def run(protocols, methods, seeds):
+        units, _ = runner.plan(
+            registry, protocols=protocols, methods=methods, seeds=seeds, smoke=True
+        )
+        report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)
+        assert not report.failed, [o.message for o in report.failed]
+
+    run(["fewshot", "segmentation"], ["kd"], [0])
+    first = load_record(tmp_path / "embedded/fewshot/kd-seed0.smoke.json")
+    shared = load_record(tmp_path / "embedded/segmentation/kd-seed0.smoke.json")
+    assert not any("reused from the cache" in n for n in first.notes)
+    assert any("reused from the cache" in n for n in shared.notes)
+    assert shared.cost.train_seconds == first.cost.train_seconds
+    run(["segmentation"], ["kd", "supervised"], [1])
+    for name in ("kd-seed1", "supervised-seed1"):
+        fresh = load_record(tmp_path / f"embedded/segmentation/{name}.smoke.json")
+        assert not any("reused from the cache" in n for n in fresh.notes), name
