@@ -1,6 +1,7 @@
 """``kdbench leaderboard build`` and ``serve``: exit codes and messages."""
 
 import threading
+import urllib.error
 import urllib.request
 
 import pytest
@@ -113,3 +114,29 @@ def test_preview_server_serves_the_site(tmp_path):
 def test_preview_server_refuses_a_folder_without_a_site(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no index\.html"):
         preview_server(tmp_path)
+
+
+def test_preview_server_never_serves_through_a_link(tmp_path):
+    records = _records(tmp_path / "records")
+    assert _invoke("build", "--records", records, "--out", tmp_path / "site").exit_code == 0
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the web")
+    (tmp_path / "site" / "leak.txt").symlink_to(secret)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "page.html").write_text("outside")
+    (tmp_path / "site" / "linked").symlink_to(tmp_path / "outside", target_is_directory=True)
+    server = preview_server(tmp_path / "site", port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        for path in ("leak.txt", "linked/page.html", "../secret.txt", "%2e%2e/secret.txt"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://{host}:{port}/{path}", timeout=5)
+            assert refused.value.code == 404, path
+        with urllib.request.urlopen(f"http://{host}:{port}/index.html", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
