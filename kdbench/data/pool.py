@@ -5,7 +5,7 @@ integer codes so that task sampling (:mod:`kdbench.oneclass`) is index arithmeti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ import torch
 from kdbench.cache import cache_key, cached_tensors
 from kdbench.confusers import LabelSet
 from kdbench.data.base import ClassificationSplit
+from kdbench.errors import ConfigError
+from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
 from kdbench.seeding import rng
 
@@ -153,4 +155,27 @@ def dataset_pool(
         split=split,
         image_size=image_size,
         resize=resize,
+    )
+
+
+def load_pool(
+    config: dict[str, Any],
+    suite: str,
+    registry: Registry,
+    progress: Callable[..., Any],
+    cache_root: Path | None = None,
+) -> Pool:
+    """The evaluation pool of ``suite``: Shapes images rendered (and cached) in memory, or a
+    dataset split on disk."""
+    data = config["data"]
+    if suite == "embedded":
+        return shapes_pool(data["splits"], data["per_class"], data["domain"], cache_root)
+    if not data.get("root"):
+        raise ConfigError(
+            f"set the {data['dataset']} folder: --set oneclass.data.root=PATH "
+            "(layouts: docs/datasets.md)"
+        )
+    split = registry.get("datasets", data["dataset"]).load()(data["root"], data["split"])
+    return dataset_pool(
+        data["dataset"], split, image_size=data["image_size"], resize=data["resize"]
     )

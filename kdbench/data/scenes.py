@@ -18,6 +18,7 @@ import torch
 from kdbench.cache import cache_key, cached_tensors, tensor_digest
 from kdbench.data.base import IGNORE_INDEX, SegmentationSplit, check_mask
 from kdbench.errors import ConfigError
+from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
 
 
@@ -191,4 +192,26 @@ def dataset_scenes(
         ),
         draws={"support_pool": support.manifest_sha256, "eval": evaluation.manifest_sha256},
         notes=notes,
+    )
+
+
+def load_scenes(config: dict[str, Any], suite: str, registry: Registry, progress: Any) -> SceneData:
+    """The support pool and evaluation set the config names."""
+    data = config["data"]
+    if suite == "embedded":
+        return shapes_scenes(data["pool"], data["eval"], data["domain"], data["max_objects"])
+    if not data.get("root"):
+        raise ConfigError(
+            f"set the {data['dataset']} folder: --set segmentation.data.root=PATH "
+            "(see docs/datasets.md for the layout)"
+        )
+    loader = registry.get("datasets", data["dataset"]).load()
+    return dataset_scenes(
+        data["dataset"],
+        loader(data["root"], data["support_split"]),
+        loader(data["root"], data["eval_split"]),
+        image_size=config["image_size"],
+        label_size=data["label_size"],
+        eval_limit=data.get("eval_limit"),
+        progress=progress,
     )

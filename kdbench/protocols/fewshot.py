@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from kdbench.cache import cache_key, cached_tensors, tensor_digest
-from kdbench.data.base_classes import load_base_data, world_images
+from kdbench.data.base_classes import load_base_data
+from kdbench.data.novel import NovelData, episodes_identity, load_novel
 from kdbench.fewshot import (
     estimate_accuracy,
     ncm_accuracy,
@@ -48,56 +48,9 @@ from kdbench.protocols.base_training import (
 )
 from kdbench.protocols.configs import fewshot as fewshot_config
 from kdbench.registry import Component, Registry
-from kdbench.results import DatasetIdentity
 from kdbench.train import predict
 
 SHOTS = (1, 5)
-
-
-@dataclass
-class NovelData:
-    """The novel-class images episodes are drawn from, loaded only when features are not
-    already cached."""
-
-    load: Callable[[], tuple[torch.Tensor, torch.Tensor]]
-    labels: np.ndarray
-    class_names: list[str]
-    digest: str
-    identity: dict[str, Any]
-
-
-def load_novel(
-    config: dict[str, Any], suite: str, registry: Registry, progress: Callable[..., Any]
-) -> NovelData:
-    """The novel split: Shapes novel classes (embedded) or a dataset split on disk."""
-    novel = config["novel"]
-    if suite == "embedded":
-        data, digest = world_images(
-            "novel", novel["per_class"], 0, "fewshot/novel", novel["domain"]
-        )
-        return NovelData(
-            lambda: (data.images, data.labels),
-            data.labels.numpy(),
-            data.names,
-            digest,
-            {"name": "shapes", "size": len(data)},
-        )
-    root = novel.get("root") or (
-        config["base"].get("root") if novel["dataset"] == config["base"]["dataset"] else None
-    )
-    if not root:
-        raise ValueError(
-            f"set the {novel['dataset']} folder: --set fewshot.base.root=PATH (and "
-            "fewshot.novel.root=PATH if the novel classes live elsewhere)"
-        )
-    split = registry.get("datasets", novel["dataset"]).load()(root, novel["split"])
-    return NovelData(
-        lambda: split.load_all(novel["image_size"], novel["resize"], progress),
-        np.asarray(split.labels, dtype=np.int64),
-        list(split.classes),
-        cache_key(split.manifest_sha256, novel["image_size"], novel["resize"]),
-        {"name": novel["dataset"], "size": len(split), "manifest": split.manifest_sha256},
-    )
 
 
 def novel_features(
@@ -270,19 +223,8 @@ class FewShot(Protocol):
             "the dimension and (for one shot) the variance of the base classes' scatter; "
             "no query label is read"
         )
-        if context.suite == "standard":
-            notes.append("no model selection: the base stage's last epoch is scored")
-        sizes = {"base": len(base.labels), "novel": int(novel.identity["size"])}
-        if context.suite == "embedded":
-            identity = DatasetIdentity(name="shapes", version=base.identity.version, sizes=sizes)
-        else:
-            identity = DatasetIdentity(
-                name=novel.identity["name"],
-                manifest_sha256=cache_key(
-                    base.identity.manifest_sha256, novel.identity["manifest"]
-                ),
-                sizes=sizes,
-            )
+        notes.append("no model selection: the base stage's last epoch is scored")
+        identity = episodes_identity(base.identity, novel.identity)
         draws = {f"episodes_{k}shot": episodes[k].sha256() for k in episodes}
         draws.update(novel=novel.digest, base=base.digest)
         return UnitResult(

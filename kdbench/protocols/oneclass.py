@@ -30,8 +30,6 @@ record.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,7 +39,7 @@ from kdbench.cache import (
     cache_key,
     cached_tensors,
 )
-from kdbench.data.pool import Pool, dataset_pool, shapes_pool
+from kdbench.data.pool import load_pool
 from kdbench.metrics import mean_ci95, proportion_ci95
 from kdbench.models.image_text import ImageTextModel
 from kdbench.oneclass import (
@@ -77,29 +75,6 @@ def _per_distance_specs() -> tuple[MetricSpec, ...]:
             MetricSpec(f"f1_{d}", True, None, description=f"Mean macro-F1 ({where})."),
         ]
     return tuple(specs)
-
-
-def load_pool(
-    config: dict[str, Any],
-    suite: str,
-    registry: Registry,
-    progress: Callable[..., Any],
-    cache_root: Path | None = None,
-) -> Pool:
-    """The evaluation pool of ``suite``: Shapes images rendered (and cached) in memory, or a
-    dataset split on disk."""
-    data = config["data"]
-    if suite == "embedded":
-        return shapes_pool(data["splits"], data["per_class"], data["domain"], cache_root)
-    if not data.get("root"):
-        raise ConfigError(
-            f"set the {data['dataset']} folder: --set oneclass.data.root=PATH "
-            "(layouts: docs/datasets.md)"
-        )
-    split = registry.get("datasets", data["dataset"]).load()(data["root"], data["split"])
-    return dataset_pool(
-        data["dataset"], split, image_size=data["image_size"], resize=data["resize"]
-    )
 
 
 # -- the protocol ---------------------------------------------------------------------------

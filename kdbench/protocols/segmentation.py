@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from kdbench.data.scenes import SceneData, dataset_scenes, shapes_scenes
+from kdbench.data.scenes import SceneData, load_scenes
 from kdbench.distillation import init_backbone
 from kdbench.methods import Method
 from kdbench.metrics.stats import mean_ci95
@@ -80,28 +80,6 @@ ADAPTER_MIOU = MetricFamily(
     "miou_", "adapter", True, "%", description="mIoU with the {member} adapter, mean over k."
 )
 WHERE = "protocol 'segmentation'"
-
-
-def load_scenes(config: dict[str, Any], suite: str, registry: Registry, progress: Any) -> SceneData:
-    """The support pool and evaluation set the config names."""
-    data = config["data"]
-    if suite == "embedded":
-        return shapes_scenes(data["pool"], data["eval"], data["domain"], data["max_objects"])
-    if not data.get("root"):
-        raise ConfigError(
-            f"set the {data['dataset']} folder: --set segmentation.data.root=PATH "
-            "(see docs/datasets.md for the layout)"
-        )
-    loader = registry.get("datasets", data["dataset"]).load()
-    return dataset_scenes(
-        data["dataset"],
-        loader(data["root"], data["support_split"]),
-        loader(data["root"], data["eval_split"]),
-        image_size=config["image_size"],
-        label_size=data["label_size"],
-        eval_limit=data.get("eval_limit"),
-        progress=progress,
-    )
 
 
 def configured_adapters(registry: Registry, config: dict[str, Any]) -> list[AdapterChoice]:
