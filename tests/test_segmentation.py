@@ -285,6 +285,7 @@ def test_adapter_entries_are_checked_before_any_work(world_weights):
             ([{"name": "earlier-test", "options": {"depth": 2}}], "earlier-test.*depth"),
             ([{"name": "linear", "lr": 1e-3, "epochs": 2}], "must be a name or a mapping"),
             (["linear", "linear"], "listed twice"),
+            ([{"name": "linear", "lr": 1e-3}], "'linear' is frozen .* drop it"),
             (["lorra"], "unknown adapter 'lorra'. Did you mean 'lora'"),
             ([], "at least one adapter"),
         ]

@@ -261,6 +261,11 @@ def choose_adapter(
     except TypeError as error:
         raise ConfigError(f"{where}: adapter {name!r}: {error}") from None
     if adapter.frozen:
+        if rate is not None:
+            raise ConfigError(
+                f"{where}: adapter {name!r} is frozen (it trains no backbone weights), so an "
+                "'lr' in its entry would be ignored: drop it"
+            )
         return AdapterChoice(name, component, adapter, None)
     rate = rate if rate is not None else lr(name)
     if rate is None:
