@@ -194,6 +194,15 @@ def test_an_unknown_key_lists_the_keys_there():
         _plan({"fewshot.estimate.n": 3})
 
 
+def test_an_unknown_key_inside_a_list_entry_names_that_entry_and_its_keys():
+    adapters = [{"name": "lora", "lrr": 0.001}]
+    with pytest.raises(ConfigError) as caught:
+        _plan({"segmentation.adapters": adapters})
+    assert "segmentation.adapters[0].lrr: no such key; keys here: name, options, lr" in str(
+        caught.value
+    )
+
+
 def test_every_problem_is_named_on_one_line():
     with pytest.raises(ConfigError) as caught:
         _plan({"fewshot.episodes": "many", "fewshot.queries": -1})

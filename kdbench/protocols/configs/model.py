@@ -70,7 +70,11 @@ def _locate(
             node = info.annotation
         elif isinstance(item, int) and get_origin(inner) is list:
             key, node, info = f"{key}[{item}]", get_args(inner)[0], None
-        # else: a union branch tag (``int``, ``float``) that names no key
+        elif get_origin(inner) in (Union, types.UnionType):
+            # a union branch tag: follow it into a section, or (``int``, ``float``) stay put
+            branch = [m for m in get_args(inner) if getattr(m, "__name__", None) == item]
+            if branch and isinstance(branch[0], type) and issubclass(branch[0], BaseModel):
+                node = branch[0]
     return key, node, info, parent
 
 
