@@ -71,3 +71,17 @@ def make_dist(root, dist, module, code, version="1.0", ep_name=None):
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[kdbench]\n{ep_name or module} = {module}\n")
+
+
+GOOD_PLUGIN = """
+from kdbench.hookspecs import hookimpl
+
+class CosineLoss:
+    '''Cosine distance between pooled features.'''
+    name = "cosine-test"
+
+@hookimpl
+def kdbench_register_losses(register):
+    register(CosineLoss)
+"""
+"""A plugin module that registers one loss, for tests that install plugin distributions."""

@@ -10,19 +10,8 @@ from typer.testing import CliRunner
 from kdbench import plugins
 from kdbench.cli import app
 from kdbench.errors import ComponentCollisionError, PluginLoadError
+from tests.helpers import GOOD_PLUGIN as GOOD
 from tests.helpers import make_dist
-
-GOOD = """
-from kdbench.hookspecs import hookimpl
-
-class CosineLoss:
-    '''Cosine distance between pooled features.'''
-    name = "cosine-test"
-
-@hookimpl
-def kdbench_register_losses(register):
-    register(CosineLoss)
-"""
 
 
 def _hook(body, kind="losses"):
