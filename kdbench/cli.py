@@ -175,7 +175,7 @@ def validate_command(
 
     Example: kdbench validate leaderboards/
     """
-    from kdbench.results import validate_paths
+    from kdbench.record_files import validate_paths
     from kdbench.terminal import printable
 
     checked, problems = validate_paths(paths)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kdbench.cache import cache_dir
-from kdbench.errors import CheckpointError, OutputError
+from kdbench.errors import CheckpointError, OutputError, RecordError
 from kdbench.interrupts import RunInterrupted
 from kdbench.protocols.base import (
     ConfigError,
@@ -39,6 +39,7 @@ from kdbench.protocols.base import (
     load_protocol,
 )
 from kdbench.provenance import environment, kdbench_info
+from kdbench.record_files import load_record, write_record
 from kdbench.registry import Component, Registry
 from kdbench.results import (
     ComponentRef,
@@ -49,11 +50,8 @@ from kdbench.results import (
     MethodRef,
     ProtocolInfo,
     Record,
-    RecordError,
     config_hash,
-    load_record,
     now_utc,
-    write_record,
 )
 from kdbench.runtime import is_main_process, make_progress, resolve_device
 from kdbench.seeding import seed_everything

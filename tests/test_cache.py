@@ -162,7 +162,7 @@ def test_a_damaged_teacher_gives_the_clean_results(world_weights, tmp_path, caps
     """The distill protocol end to end: with its cached teacher damaged, a unit retrains
     the teacher from fresh weights and scores exactly as a clean run."""
     from kdbench import plugins, runner
-    from kdbench.results import load_record
+    from kdbench.record_files import load_record
 
     registry = plugins.get_registry()
     units, _ = runner.plan(registry, protocols=["distill"], methods=["kd"], smoke=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kdbench.leaderboard import check_site
-from kdbench.results import iter_record_files, validate_paths
+from kdbench.record_files import iter_record_files, validate_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS, SITE = ROOT / "leaderboards", ROOT / "site"

@@ -15,7 +15,7 @@ from kdbench.device.profile import resolve_model
 from kdbench.device.sensors import EnergySensor
 from kdbench.hookspecs import hookimpl
 from kdbench.protocols.base import ConfigError, load_protocol
-from kdbench.results import load_record
+from kdbench.record_files import load_record
 
 FAST = {"device.threads": 1}
 

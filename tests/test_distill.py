@@ -6,8 +6,8 @@ from kdbench import plugins, runner
 from kdbench.hookspecs import hookimpl
 from kdbench.methods import CE, LossTerm, Method, Recipe
 from kdbench.models.backbone import WeightsError
+from kdbench.record_files import load_record
 from kdbench.registry import UnknownComponentError
-from kdbench.results import load_record
 
 
 def _run(tmp_path, methods, overrides=None, registry=None):

@@ -23,7 +23,7 @@ from kdbench.fewshot import (
     summarize,
     within_class_statistics,
 )
-from kdbench.results import load_record
+from kdbench.record_files import load_record
 from tests.data.fixtures import make_miniimagenet
 
 

@@ -34,7 +34,8 @@ from kdbench.oneclass import (
     score_tasks,
 )
 from kdbench.protocols.base import ConfigError
-from kdbench.results import DatasetIdentity, load_record
+from kdbench.record_files import load_record
+from kdbench.results import DatasetIdentity
 from kdbench.world.taxonomy import LEVELS, Taxonomy
 from tests.data.fixtures import make_imagefolder, make_imagenet_val, make_inat2021
 

@@ -5,9 +5,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from kdbench import atomic, results
+from kdbench import atomic, record_files, results
 from kdbench.cli import app
-from kdbench.results import Record, RecordError, load_record, write_record
+from kdbench.errors import RecordError
+from kdbench.record_files import load_record, write_record
+from kdbench.results import Record
 
 
 def minimal_record(**changes) -> dict:
@@ -286,7 +288,7 @@ def test_files_that_are_not_utf8_are_reported(tmp_path, encode, words):
     path.write_bytes(encode(json.dumps(minimal_record())))
     with pytest.raises(RecordError, match=words):
         load_record(path)
-    checked, problems = results.validate_paths([tmp_path])
+    checked, problems = record_files.validate_paths([tmp_path])
     assert checked == 1 and problems[0].field == "(file)"
 
 
@@ -322,7 +324,7 @@ def test_a_symlinked_record_is_refused_and_named(tmp_path):
     runs.mkdir()
     (runs / "a.json").symlink_to(secret)
     (runs / "linked").symlink_to(tmp_path)
-    checked, problems = results.validate_paths([runs])
+    checked, problems = record_files.validate_paths([runs])
     assert checked == 1
     by_path = {p.path.name: p for p in problems}
     assert "symbolic link" in by_path["a.json"].message
@@ -335,13 +337,13 @@ def test_a_named_pipe_is_reported_without_blocking(tmp_path):
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
     started = time.monotonic()
-    checked, problems = results.validate_paths([tmp_path])
+    checked, problems = record_files.validate_paths([tmp_path])
     assert time.monotonic() - started < 5
     assert checked == 1 and "named pipe, not a regular file" in problems[0].message
 
 
 def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "MAX_RECORD_BYTES", 1000)
+    monkeypatch.setattr(record_files, "MAX_RECORD_BYTES", 1000)
     path = tmp_path / "big.json"
     path.write_text(json.dumps(minimal_record(notes=["x" * 1500])))
     with pytest.raises(RecordError, match="over the limit of 1000 bytes"):
@@ -360,8 +362,8 @@ def test_a_folder_that_cannot_be_searched_is_a_problem(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(results.os, "scandir", scandir)
-    checked, problems = results.validate_paths([tmp_path])
+    monkeypatch.setattr(record_files.os, "scandir", scandir)
+    checked, problems = record_files.validate_paths([tmp_path])
     assert checked == 1
     assert [(p.path, p.field) for p in problems] == [(locked, "(folder)")]
     assert "Permission denied" in problems[0].message
@@ -372,7 +374,7 @@ def test_a_folder_that_cannot_be_searched_is_a_problem(tmp_path, monkeypatch):
 def test_a_file_name_that_is_not_utf8_is_reported(tmp_path):
     name = os.fsdecode(b"bad\xff.json")
     (tmp_path / name).write_text(json.dumps(minimal_record()))
-    checked, problems = results.validate_paths([tmp_path])
+    checked, problems = record_files.validate_paths([tmp_path])
     assert checked == 0
     assert [str(p.path.name) for p in problems] == ["bad\\xff.json"]
 

@@ -20,7 +20,8 @@ from kdbench.errors import CheckpointError, OutputError
 from kdbench.hookspecs import hookimpl
 from kdbench.interrupts import RunInterrupted
 from kdbench.protocols.base import MetricSpec, Protocol, UnitContext, UnitResult
-from kdbench.results import DatasetIdentity, load_record
+from kdbench.record_files import load_record
+from kdbench.results import DatasetIdentity
 from kdbench.train import TrainConfig, fit
 from tests.helpers import CoinProtocol, Method, TestPlugin, make_dist
 

@@ -7,7 +7,7 @@ from kdbench import plugins, runner
 from kdbench.cli import app
 from kdbench.hookspecs import hookimpl
 from kdbench.protocols.base import ConfigError, MetricFamily, MetricSpec, parse_overrides
-from kdbench.results import load_record
+from kdbench.record_files import load_record
 from tests.helpers import CoinProtocol, TestPlugin
 
 

@@ -19,7 +19,7 @@ from kdbench.models.backbone import resample_backbone
 from kdbench.models.segmenter import token_features
 from kdbench.protocols.base import ConfigError
 from kdbench.protocols.segmentation import Segmentation, configured_adapters
-from kdbench.results import load_record
+from kdbench.record_files import load_record
 from kdbench.segmentation import (
     ShotScores,
     draw_support,

@@ -151,7 +151,7 @@ def test_the_base_stage_is_trained_once_per_method_seed_and_config(world_weights
     """fewshot and segmentation share the base stage's cache slot: the second protocol
     reuses the student the first trained; another seed or another recipe trains anew."""
     from kdbench import runner
-    from kdbench.results import load_record
+    from kdbench.record_files import load_record
 
     registry = plugins.get_registry()
 

@@ -5,7 +5,7 @@ from kdbench.hookspecs import hookimpl
 from kdbench.methods import CE, LossTerm, Method, Recipe
 from kdbench.models.adapters import LinearProbe
 from kdbench.protocols.base import Protocol
-from kdbench.results import load_record
+from kdbench.record_files import load_record
 from kdbench.subjects import Subject, subject_of
 from kdbench.testing import TINY_DISTILL
 

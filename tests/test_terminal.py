@@ -7,7 +7,8 @@ from kdbench import plugins, runner
 from kdbench.cli import app
 from kdbench.hookspecs import hookimpl
 from kdbench.protocols.base import UnitContext, UnitResult
-from kdbench.results import MAX_TEXT_CHARS, load_record
+from kdbench.record_files import load_record
+from kdbench.results import MAX_TEXT_CHARS
 from kdbench.terminal import printable
 from tests.helpers import CoinProtocol, Method
 

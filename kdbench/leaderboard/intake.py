@@ -11,15 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdbench.errors import RecordError
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.links import SitePages
-from kdbench.results import (
-    Record,
-    RecordError,
-    find_record_files,
-    parse_record_bytes,
-    read_record_bytes,
-)
+from kdbench.record_files import find_record_files, parse_record_bytes, read_record_bytes
+from kdbench.results import Record
 
 #: Why a record is not ranked, by reason code, in the order reports list them.
 REASONS: dict[str, str] = {

@@ -23,14 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kdbench.errors import RecordError
 from kdbench.leaderboard.build import build_site, check_site
-from kdbench.results import (
-    MAX_MAGNITUDE,
-    MAX_NAME_CHARS,
-    RecordError,
-    load_record,
-    validate_paths,
-)
+from kdbench.record_files import load_record, validate_paths
+from kdbench.results import MAX_MAGNITUDE, MAX_NAME_CHARS
 from tests.leaderboard.records import CPU, GPU, make_record, metric
 
 _BUDGET = os.environ.get("KDBENCH_FUZZ", "")

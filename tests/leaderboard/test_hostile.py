@@ -259,7 +259,7 @@ def test_an_unreadable_sub_folder_is_reported(tmp_path, monkeypatch):
     locked = records / "locked"
     locked.mkdir()
     (locked / "hidden.json").write_text("{}")
-    from kdbench import results
+    from kdbench import record_files
 
     real_scandir = os.scandir
 
@@ -268,7 +268,7 @@ def test_an_unreadable_sub_folder_is_reported(tmp_path, monkeypatch):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(results.os, "scandir", scandir)
+    monkeypatch.setattr(record_files.os, "scandir", scandir)
     report = _build(records, tmp_path / "site")
     (item,) = report.intake.unranked
     assert item.file.path == "locked" and item.detail.startswith("(folder): cannot be read")

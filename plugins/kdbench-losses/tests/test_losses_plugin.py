@@ -5,7 +5,7 @@ import pytest
 from kdbench_losses import LOSSES, METHODS
 
 from kdbench import plugins, runner
-from kdbench.results import load_record
+from kdbench.record_files import load_record
 from kdbench.testing import TINY_DISTILL, isolated_kdbench
 
 

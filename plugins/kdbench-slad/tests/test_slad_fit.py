@@ -11,7 +11,7 @@ from kdbench import plugins, runner
 from kdbench.distillation import Classifier
 from kdbench.losses import kd_kl
 from kdbench.models.adapters import LoRA
-from kdbench.results import load_record
+from kdbench.record_files import load_record
 from kdbench.testing import TINY_DISTILL, isolated_kdbench
 from kdbench.world.models import build_vit
 
