@@ -85,3 +85,20 @@ def kdbench_register_losses(register):
     register(CosineLoss)
 """
 """A plugin module that registers one loss, for tests that install plugin distributions."""
+
+
+def lock_folder(monkeypatch, locked) -> None:
+    """Make listing ``locked`` fail as a mode-000 folder does for a non-root user (root,
+    which runs CI, ignores folder modes)."""
+    import os
+
+    from kdbench import record_files
+
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(record_files.os, "scandir", scandir)

@@ -10,6 +10,7 @@ from kdbench.cli import app
 from kdbench.errors import RecordError
 from kdbench.record_files import load_record, write_record
 from kdbench.results import Record
+from tests.helpers import lock_folder
 
 
 def minimal_record(**changes) -> dict:
@@ -355,14 +356,7 @@ def test_a_folder_that_cannot_be_searched_is_a_problem(tmp_path, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir()
     (locked / "bad.json").write_text("{}")
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if os.fspath(path) == os.fspath(locked):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(record_files.os, "scandir", scandir)
+    lock_folder(monkeypatch, locked)
     checked, problems = record_files.validate_paths([tmp_path])
     assert checked == 1
     assert [(p.path, p.field) for p in problems] == [(locked, "(folder)")]

@@ -20,6 +20,7 @@ from kdbench.cli import app
 from kdbench.leaderboard import build as build_module
 from kdbench.leaderboard.build import MANIFEST, SiteError, build_site, check_site
 from kdbench.results import MAX_RECORD_BYTES
+from tests.helpers import lock_folder
 from tests.leaderboard.records import make_record, metric, write_records
 
 TOY = "toy-protocol"  # no plugin registers it, so the registry cannot change the ranking
@@ -259,16 +260,7 @@ def test_an_unreadable_sub_folder_is_reported(tmp_path, monkeypatch):
     locked = records / "locked"
     locked.mkdir()
     (locked / "hidden.json").write_text("{}")
-    from kdbench import record_files
-
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if os.fspath(path) == os.fspath(locked):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(record_files.os, "scandir", scandir)
+    lock_folder(monkeypatch, locked)
     report = _build(records, tmp_path / "site")
     (item,) = report.intake.unranked
     assert item.file.path == "locked" and item.detail.startswith("(folder): cannot be read")
