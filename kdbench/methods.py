@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-TEACHER_MODES = ("lp", "ft", "lora")
+TEACHER_MODES = {"lp": "linear", "ft": "finetune", "lora": "lora"}
+"""Short names a recipe's ``teacher_mode`` may use for built-in adapters."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.errors import ConfigError, UnknownComponentError
+from kdbench.methods import TEACHER_MODES
 from kdbench.models.backbone import Backbone
 
 if TYPE_CHECKING:
@@ -206,13 +207,11 @@ class SVF(Adapter):
 ADAPTERS: dict[str, type[Adapter]] = {
     cls.name: cls for cls in (LinearProbe, MultiLayer, FineTune, LoRA, SVF)
 }
-#: Short names a recipe's ``teacher_mode`` may use for built-in adapters.
-TEACHER_MODES = {"lp": "linear", "ft": "finetune", "lora": "lora"}
 
 
 def teacher_adapter(registry: Registry, mode: str) -> Component:
     """The registered adapter a recipe's ``teacher_mode`` names: one of the short names in
-    :data:`TEACHER_MODES` or any adapter name, a plugin's included."""
+    :data:`kdbench.methods.TEACHER_MODES` or any adapter name, a plugin's included."""
     return registry.get("adapters", TEACHER_MODES.get(mode, mode))
 
 
