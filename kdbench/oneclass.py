@@ -5,7 +5,7 @@ Usable on embeddings from anywhere: with image embeddings of a pool and text emb
 its label vocabulary, a user draws tasks and scores them the way the ``oneclass`` protocol
 does::
 
-    from kdbench.data.pool import shapes_pool
+    from kdbench.world.source import shapes_pool
     from kdbench.metrics import mean_ci95
     from kdbench.oneclass import choose_targets, draw_confusers, sample_tasks, score_tasks
 

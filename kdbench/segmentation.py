@@ -4,7 +4,7 @@ a head trained on each, every head scored by one dataset-level confusion matrix.
 Usable on any backbone and any scenes (:mod:`kdbench.data.scenes` loads the Shapes world
 or a segmentation dataset), the way the ``segmentation`` protocol does::
 
-    from kdbench.data.scenes import shapes_scenes
+    from kdbench.world.source import shapes_scenes
     from kdbench.metrics import miou
     from kdbench.models.segmenter import token_features
     from kdbench.segmentation import draw_support, fit_head, head_confusions

@@ -10,7 +10,7 @@ import torch
 
 from kdbench import plugins, runner
 from kdbench.data.coco import load_coco
-from kdbench.data.scenes import scene_presence, shapes_scenes, split_presence
+from kdbench.data.scenes import scene_presence, split_presence
 from kdbench.data.voc import load_voc
 from kdbench.hookspecs import hookimpl
 from kdbench.metrics import miou
@@ -30,6 +30,7 @@ from kdbench.segmentation import (
     stream_seed,
 )
 from kdbench.train import TrainConfig
+from kdbench.world.source import shapes_scenes
 from tests.data.fixtures import make_coco, make_miniimagenet, make_voc, write_label_png
 
 

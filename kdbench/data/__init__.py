@@ -1,8 +1,11 @@
-"""Loaders for real datasets in their published on-disk layouts (the standard suite).
+"""The built-in datasets: the Shapes world, and loaders for real datasets in their published
+on-disk layouts.
 
-Every loader is ``load_<name>(root, split, **options)`` and returns a
-:class:`~kdbench.data.base.ClassificationSplit` or :class:`~kdbench.data.base.SegmentationSplit`;
-``docs/datasets.md`` shows the layout each one expects.
+A dataset of files is registered as its loader ``load_<name>(root, split, **options)``,
+which returns a :class:`~kdbench.data.base.ClassificationSplit` or
+:class:`~kdbench.data.base.SegmentationSplit` (``docs/datasets.md`` shows the layout each one
+expects); a generated world registers a :class:`~kdbench.data.source.DataSource`. Protocols
+read either through :func:`kdbench.data.source.open_source`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 DATASETS: tuple[tuple[str, str, str], ...] = (
+    (
+        "shapes",
+        "kdbench.world.source:SHAPES",
+        "The Shapes world, generated in-process (the embedded suite's data; no root).",
+    ),
     (
         "imagefolder",
         "kdbench.data.imagefolder:load_imagefolder",

@@ -1,5 +1,5 @@
-"""The novel classes few-shot episodes are drawn from: the Shapes world's novel split
-(embedded suite) or a dataset split on disk (standard suite)."""
+"""The novel classes few-shot episodes are drawn from, from the registered dataset the
+``novel`` section names (:mod:`kdbench.data.source`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from kdbench.cache import cache_key
-from kdbench.data.base_classes import world_images
-from kdbench.errors import ConfigError
+from kdbench.data.source import open_source
 from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
 
@@ -30,43 +29,10 @@ class NovelData:
 
 
 def load_novel(
-    config: dict[str, Any], suite: str, registry: Registry, progress: Callable[..., Any]
+    config: dict[str, Any], registry: Registry, progress: Callable[..., Any] | None, key: str
 ) -> NovelData:
-    """The novel split: Shapes novel classes (embedded) or a dataset split on disk."""
-    novel = config["novel"]
-    if suite == "embedded":
-        from kdbench.world import ShapesWorld
-
-        data, digest = world_images(
-            "novel", novel["per_class"], 0, "fewshot/novel", novel["domain"]
-        )
-        return NovelData(
-            lambda: (data.images, data.labels),
-            data.labels.numpy(),
-            data.names,
-            digest,
-            ShapesWorld().identity(novel=len(data)),
-        )
-    root = novel.get("root") or (
-        config["base"].get("root") if novel["dataset"] == config["base"]["dataset"] else None
-    )
-    if not root:
-        raise ConfigError(
-            f"set the {novel['dataset']} folder: --set fewshot.base.root=PATH (and "
-            "fewshot.novel.root=PATH if the novel classes live elsewhere)"
-        )
-    split = registry.get("datasets", novel["dataset"]).load()(root, novel["split"])
-    return NovelData(
-        lambda: split.load_all(novel["image_size"], novel["resize"], progress),
-        np.asarray(split.labels, dtype=np.int64),
-        list(split.classes),
-        cache_key(split.manifest_sha256, novel["image_size"], novel["resize"]),
-        DatasetIdentity(
-            name=novel["dataset"],
-            manifest_sha256=split.manifest_sha256,
-            sizes={"novel": len(split)},
-        ),
-    )
+    """The novel classes of the dataset ``config['novel']`` (dotted key ``key``) names."""
+    return open_source(registry, config["novel"], key).novel(config, progress)
 
 
 def episodes_identity(base: DatasetIdentity, novel: DatasetIdentity) -> DatasetIdentity:

@@ -1,6 +1,7 @@
-"""Labelled image pools for zero-shot one-class classification: Shapes images rendered once
-(and cached) or a classification split decoded on demand, with each class's taxonomy as
-integer codes so that task sampling (:mod:`kdbench.oneclass`) is index arithmetic.
+"""Labelled image pools for zero-shot one-class classification: images in memory (the
+Shapes world's, see :mod:`kdbench.world.source`) or a classification split decoded on
+demand, with each class's taxonomy as integer codes so that task sampling
+(:mod:`kdbench.oneclass`) is index arithmetic.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.cache import cache_key, cached_tensors
+from kdbench.cache import cache_key
 from kdbench.confusers import LabelSet
 from kdbench.data.base import ClassificationSplit
-from kdbench.errors import ConfigError
+from kdbench.data.source import open_source
 from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
-from kdbench.seeding import rng
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Pool:
     identity: DatasetIdentity
     digest: str
     images: torch.Tensor | None = None
-    """uint8 images in memory (embedded suite), or None: decoded from ``split`` on demand."""
+    """uint8 images in memory (a generated world), or None: decoded from ``split`` on demand."""
     split: Any = None
     image_size: int | None = None
     resize: int | None = None
@@ -60,66 +60,6 @@ def taxonomy_codes(lineages: Sequence[Sequence[str]]) -> np.ndarray:
         for c, lineage in enumerate(lineages):
             codes[c, level] = ids.setdefault(tuple(lineage[: level + 1]), len(ids))
     return codes
-
-
-def render_classes(
-    world: Any,
-    class_ids: np.ndarray,
-    per_class: int,
-    stream: str,
-    domain: str,
-    cache_root: Path | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` Shapes images of every class (labels index ``class_ids``), seed 0,
-    rendered once and cached (the world is versioned, so its images are too)."""
-    key = cache_key("oneclass-render", world.version, class_ids.tolist(), per_class, stream, domain)
-
-    def render() -> dict[str, torch.Tensor]:
-        labels = np.repeat(np.arange(len(class_ids)), per_class)
-        labels = labels[rng(0, "oneclass-render", stream).permutation(len(labels))]
-        pixels = world.render(class_ids[labels], 0, stream, domain)
-        return {"images": torch.from_numpy(pixels), "labels": torch.from_numpy(labels)}
-
-    out, _ = cached_tensors("oneclass-render", key, render, cache_root)
-    return out["images"], out["labels"]
-
-
-def shapes_pool(
-    splits: Sequence[str], per_class: int, domain: str, cache_root: Path | None = None
-) -> Pool:
-    """``per_class`` Shapes images of every class of the world's ``splits``, rendered in
-    memory (and cached); the label vocabulary is every class of the world."""
-    from kdbench.world import ShapesWorld
-    from kdbench.world.taxonomy import LEVELS
-
-    world = ShapesWorld()
-    taxonomy = world.taxonomy
-    class_ids = np.concatenate([world.classes(s) for s in splits])
-    images, labels_t = render_classes(
-        world, class_ids, per_class, "oneclass/eval", domain, cache_root
-    )
-    labels = labels_t.numpy()
-    every = [c.name for c in taxonomy.classes]
-    vocabulary = LabelSet(
-        "shapes",
-        tuple(every),
-        tuple(c.lineage for c in taxonomy.classes),
-        LEVELS,
-        world.version,
-    )
-    lineages = [taxonomy.classes[i].lineage for i in class_ids]
-    digest = cache_key(world.version, class_ids.tolist(), per_class, domain)
-    return Pool(
-        names=[every[i] for i in class_ids],
-        image_labels=labels,
-        levels=LEVELS,
-        codes=taxonomy_codes(lineages),
-        vocabulary=vocabulary,
-        text_index=np.asarray(class_ids, dtype=np.int64),
-        identity=world.identity(eval=len(labels)),
-        digest=digest,
-        images=images,
-    )
 
 
 def dataset_pool(
@@ -159,23 +99,11 @@ def dataset_pool(
 
 
 def load_pool(
-    config: dict[str, Any],
-    suite: str,
+    section: dict[str, Any],
     registry: Registry,
-    progress: Callable[..., Any],
+    progress: Callable[..., Any] | None,
     cache_root: Path | None = None,
+    key: str = "oneclass.data",
 ) -> Pool:
-    """The evaluation pool of ``suite``: Shapes images rendered (and cached) in memory, or a
-    dataset split on disk."""
-    data = config["data"]
-    if suite == "embedded":
-        return shapes_pool(data["splits"], data["per_class"], data["domain"], cache_root)
-    if not data.get("root"):
-        raise ConfigError(
-            f"set the {data['dataset']} folder: --set oneclass.data.root=PATH "
-            "(layouts: docs/datasets.md)"
-        )
-    split = registry.get("datasets", data["dataset"]).load()(data["root"], data["split"])
-    return dataset_pool(
-        data["dataset"], split, image_size=data["image_size"], resize=data["resize"]
-    )
+    """The evaluation pool the ``data`` section names."""
+    return open_source(registry, section, key).pool(section, progress, cache_root)

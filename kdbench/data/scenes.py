@@ -1,5 +1,6 @@
 """Scenes for few-shot segmentation: a support pool whose images are decoded on demand and a
-fixed evaluation set, from the Shapes world or from a segmentation dataset on disk.
+fixed evaluation set, from the registered dataset the config names (the Shapes world's
+scenes are in :mod:`kdbench.world.source`).
 
 Images are uint8 tensors (N, 3, S, S), masks uint8 (N, H, W) with ``IGNORE_INDEX`` for
 pixels that are not scored; ``presence[i, c]`` says whether pool image ``i`` shows class
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.cache import cache_key, cached_tensors
 from kdbench.data.base import IGNORE_INDEX, SegmentationSplit, check_mask
+from kdbench.data.source import open_source
 from kdbench.errors import ConfigError
 from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
@@ -43,10 +45,6 @@ class SceneData:
         return len(self.classes)
 
 
-def _digest(*tensors: torch.Tensor) -> str:
-    return cache_key(*[tensor_digest({"t": t}) for t in tensors])
-
-
 def scene_presence(masks: torch.Tensor, num_classes: int) -> np.ndarray:
     """(N, classes) bool: which classes occur (unignored) in each mask."""
     flat = masks.reshape(masks.shape[0], -1).long()
@@ -55,36 +53,6 @@ def scene_presence(masks: torch.Tensor, num_classes: int) -> np.ndarray:
     index = torch.arange(n).unsqueeze(1) * num_classes + flat.clamp(max=num_classes - 1)
     counts = torch.bincount(index[keep], minlength=n * num_classes).reshape(n, num_classes)
     return (counts > 0).numpy()
-
-
-def shapes_scenes(pool_size: int, eval_size: int, domain: str, max_objects: int) -> SceneData:
-    """Shapes scenes: a support pool and an evaluation set, fixed by the world's seed."""
-    from kdbench.world import ShapesWorld
-    from kdbench.world.world import SCENE_CLASSES
-
-    world = ShapesWorld()
-    pool_images, pool_masks = world.scenes(
-        pool_size, 0, "segmentation/support-pool", domain, max_objects
-    )
-    eval_images, eval_masks = world.scenes(eval_size, 0, "segmentation/eval", domain, max_objects)
-    classes = list(SCENE_CLASSES)
-
-    def load_pool(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
-        return pool_images[idx], pool_masks[idx]
-
-    return SceneData(
-        classes=classes,
-        presence=scene_presence(pool_masks, len(classes)),
-        load_pool=load_pool,
-        eval_images=eval_images,
-        eval_masks=eval_masks,
-        identity=world.identity(support_pool=len(pool_images), eval=len(eval_images)),
-        draws={
-            "support_pool": _digest(pool_images, pool_masks),
-            "eval": _digest(eval_images, eval_masks),
-        },
-    )
 
 
 def _resized(split: SegmentationSplit, index: int, size: int, label_size: int):
@@ -195,23 +163,11 @@ def dataset_scenes(
     )
 
 
-def load_scenes(config: dict[str, Any], suite: str, registry: Registry, progress: Any) -> SceneData:
-    """The support pool and evaluation set the config names."""
-    data = config["data"]
-    if suite == "embedded":
-        return shapes_scenes(data["pool"], data["eval"], data["domain"], data["max_objects"])
-    if not data.get("root"):
-        raise ConfigError(
-            f"set the {data['dataset']} folder: --set segmentation.data.root=PATH "
-            "(see docs/datasets.md for the layout)"
-        )
-    loader = registry.get("datasets", data["dataset"]).load()
-    return dataset_scenes(
-        data["dataset"],
-        loader(data["root"], data["support_split"]),
-        loader(data["root"], data["eval_split"]),
-        image_size=config["image_size"],
-        label_size=data["label_size"],
-        eval_limit=data.get("eval_limit"),
-        progress=progress,
-    )
+def load_scenes(
+    config: dict[str, Any],
+    registry: Registry,
+    progress: Callable[..., Any] | None,
+    key: str = "segmentation.data",
+) -> SceneData:
+    """The support pool and evaluation set ``config['data']`` names."""
+    return open_source(registry, config["data"], key).scenes(config, progress)

@@ -156,7 +156,7 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
     assert recipe is not None, "Protocol.supports admits recipes and reference rows only"
     components["subject"] = components["student"]
     teacher = init_backbone(registry, "teachers", base["teacher"])
-    data = load_base_data(base, context.suite, registry, context.progress)
+    data = load_base_data(base, registry, context.progress, key=f"{context.protocol.name}.base")
     key = cache_key(
         "base-student",
         2,  # the cached state is the student with its base-class head

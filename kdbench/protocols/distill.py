@@ -200,7 +200,7 @@ class Distill(Protocol):
     def run(self, context: UnitContext) -> UnitResult:
         config, registry, device = context.config, context.registry, context.device
         method: Method = context.method.load()
-        data = load_task(config, context.suite, context.seed, registry, context.progress)
+        data = load_task(config["data"], context.seed, registry, context.progress)
         steps = lambda epochs: epochs * -(-len(data.train_labels) // config["batch_size"])  # noqa: E731
         notes: list[str] = []
         components = {

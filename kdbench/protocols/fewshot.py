@@ -148,7 +148,7 @@ class FewShot(Protocol):
                 f"reports acc_1shot and acc_5shot), got {shots!r}"
             )
         # Draw the episodes first: a split too small for them fails before any training.
-        novel = load_novel(config, context.suite, registry, context.progress)
+        novel = load_novel(config, registry, context.progress, key="fewshot.novel")
         episodes = {
             k: sample_episodes(
                 novel.labels,
@@ -164,7 +164,7 @@ class FewShot(Protocol):
         subject = base_student(context, config["base"])
         eval_started = time.perf_counter()
         backbone = subject.backbone.eval()
-        base = load_base_data(config["base"], context.suite, registry, context.progress)
+        base = load_base_data(config["base"], registry, context.progress, key="fewshot.base")
         base_feats = base_features(backbone, base, device=device, progress=context.progress)
         feats = novel_features(backbone, novel, device=device, progress=context.progress)
         center = base_feats.double().mean(0)

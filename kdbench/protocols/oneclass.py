@@ -195,7 +195,7 @@ class OneClass(Protocol):
             context.device,
             context.seed,
         )
-        pool = load_pool(config, context.suite, registry, context.progress, context.cache_dir)
+        pool = load_pool(config["data"], registry, context.progress, context.cache_dir)
         task_config = config["tasks"]
         distances = task_config["distances"]
         if distances is None:  # every rank of the taxonomy above the class, or uniform

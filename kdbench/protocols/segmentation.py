@@ -221,7 +221,7 @@ class Segmentation(Protocol):
         method: Method = context.method.load()
 
         started = time.perf_counter()
-        data = load_scenes(config, context.suite, registry, context.progress)
+        data = load_scenes(config, registry, context.progress)
         base_started = time.perf_counter()
         base = base_student(context, config["base"])
         base_elapsed = time.perf_counter() - base_started

@@ -55,9 +55,7 @@ def text_space_encoder(
             notes=["reference row: the teacher's own image–text embeddings"],
         )
     stage = context.config["student_stage"]
-    data = load_text_stage_data(
-        stage, context.suite, context.registry, context.progress, context.cache_dir
-    )
+    data = load_text_stage_data(stage, context.registry, context.progress, context.cache_dir)
     base_text = teacher.encode_text([context.config["prompt"].format(n) for n in data.class_names])
     if kind == subjects.Subject.STUDENT:
         return _reference_student(context, data, base_text, components)

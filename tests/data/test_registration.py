@@ -4,9 +4,11 @@ import pytest
 
 from kdbench.data import DATASETS, register_datasets
 from kdbench.data.base import ClassificationSplit, SegmentationSplit
+from kdbench.data.source import DataSource
 from kdbench.registry import Provider, Register, Registry
 
 NAMES = [
+    "shapes",
     "imagefolder",
     "miniimagenet",
     "cub",
@@ -37,7 +39,12 @@ def test_every_loader_is_registered_by_import_path():
         assert isinstance(component.target, str) and component.description
 
 
-@pytest.mark.parametrize("name, target, description", DATASETS)
+def test_the_shapes_world_is_a_registered_data_source():
+    source = _registry().get("datasets", "shapes").load()
+    assert isinstance(source, DataSource) and source.name == "shapes"
+
+
+@pytest.mark.parametrize("name, target, description", [d for d in DATASETS if d[0] != "shapes"])
 def test_loaders_import_take_root_and_split_and_document_their_layout(name, target, description):
     loader = _registry().get("datasets", name).load()
     assert loader.__name__ == target.rsplit(":", 1)[1]

@@ -1,0 +1,158 @@
+"""A dataset of files on disk as a :class:`~kdbench.data.source.DataSource`: each role reads
+the split(s) its section names through the registered loader ``(root, split) -> split``
+and decodes images at the section's ``image_size`` (shorter side resized to ``resize``,
+centre crop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdbench.cache import cache_key
+from kdbench.data.base_classes import BaseData, first_per_class
+from kdbench.data.downstream import TaskData
+from kdbench.data.novel import NovelData
+from kdbench.data.pool import Pool, dataset_pool
+from kdbench.data.scenes import SceneData, dataset_scenes
+from kdbench.data.source import DataSource, Progress
+from kdbench.errors import ConfigError
+from kdbench.registry import Registry
+from kdbench.results import DatasetIdentity
+
+
+class FileSource(DataSource):
+    """The registered loader ``loader`` of dataset ``name``; ``key`` is the dotted key of
+    the config section being read (for messages)."""
+
+    def __init__(self, name: str, loader: Any, registry: Registry, key: str) -> None:
+        self.name = name
+        self.loader = loader
+        self.registry = registry
+        self.key = key
+
+    def _root(self, section: dict[str, Any], hint: str = "") -> str:
+        root = section.get("root")
+        if not root:
+            raise ConfigError(
+                f"set the {self.name} folder: --set {self.key}.root=PATH"
+                + (f" ({hint})" if hint else "")
+            )
+        return str(root)
+
+    def _identity(self, split: Any, **sizes: int) -> DatasetIdentity:
+        return DatasetIdentity(name=self.name, manifest_sha256=split.manifest_sha256, sizes=sizes)
+
+    def base_classes(self, section: dict[str, Any], progress: Progress | None) -> BaseData:
+        split = self.loader(self._root(section), section["split"])
+        size, resize = section["image_size"], section["resize"]
+        return BaseData(
+            lambda: split.load_all(size, resize, progress)[0],
+            torch.from_numpy(np.asarray(split.labels, dtype=np.int64)),
+            split.classes,
+            self._identity(split, base=len(split)),
+            cache_key(split.manifest_sha256, size, resize),
+        )
+
+    def text_stage(
+        self, section: dict[str, Any], progress: Progress | None, cache_root: Path | None
+    ) -> BaseData:
+        """The first ``max_per_class`` images of every class, named by ``names_file``."""
+        root = self._root(section, "labelled base images: an image folder, root/<split>/<class>/*")
+        split = self.loader(root, section["split"])
+        names = list(split.classes)
+        if section.get("names_file"):
+            from kdbench.data.layout import read_mapping
+
+            mapping = read_mapping(
+                Path(section["names_file"]),
+                ("folder", "names"),
+                "a class-name file: '<folder> <name>[, <other names>]' per line",
+            )
+            names = [mapping.get(n, n).split(",")[0].strip() for n in names]
+        keep = first_per_class(np.asarray(split.labels), section["max_per_class"])
+        indices: Any = keep.tolist()
+        if progress is not None:
+            indices = progress(indices, desc="decode base images", total=len(keep))
+        size, resize = section["image_size"], section["resize"]
+        pixels = np.stack([split.load(i, size, resize) for i in indices])
+        images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        labels = torch.from_numpy(np.asarray(split.labels)[keep].astype(np.int64))
+        digest = cache_key(split.manifest_sha256, keep.tolist(), size, resize)
+        return BaseData(images, labels, names, self._identity(split, base=len(keep)), digest)
+
+    def novel(self, config: dict[str, Any], progress: Progress | None) -> NovelData:
+        """``novel.split``; its ``root`` defaults to ``base.root`` when the datasets match."""
+        novel, base = config["novel"], config["base"]
+        root = novel.get("root") or (
+            base.get("root") if novel.get("dataset") == base.get("dataset") else None
+        )
+        if not root:
+            prefix = self.key.rsplit(".", 1)[0]
+            raise ConfigError(
+                f"set the {self.name} folder: --set {prefix}.base.root=PATH (and "
+                f"{self.key}.root=PATH if the novel classes live elsewhere)"
+            )
+        split = self.loader(root, novel["split"])
+        return NovelData(
+            lambda: split.load_all(novel["image_size"], novel["resize"], progress),
+            np.asarray(split.labels, dtype=np.int64),
+            list(split.classes),
+            cache_key(split.manifest_sha256, novel["image_size"], novel["resize"]),
+            self._identity(split, novel=len(split)),
+        )
+
+    def task(self, section: dict[str, Any], seed: int, progress: Progress | None) -> TaskData:
+        """``train_split`` and ``test_split``, and the image folder ``transfer_root`` (if
+        set) as unlabelled transfer images."""
+        root = self._root(section)
+        size, resize = section["image_size"], section["resize"]
+        loaded = {}
+        for role in ("train", "test"):
+            split = self.loader(root, section[f"{role}_split"])
+            loaded[role] = (split, *split.load_all(size, resize, progress))
+        train_split, train_images, train_labels = loaded["train"]
+        test_split, test_images, test_labels = loaded["test"]
+        transfer = torch.zeros((0, *train_images.shape[1:]), dtype=torch.uint8)
+        if section.get("transfer_root"):
+            folder = self.registry.get("datasets", "imagefolder").load()
+            unlabelled = folder(section["transfer_root"], "train")
+            transfer, _ = unlabelled.load_all(size, resize, progress)
+        identity = DatasetIdentity(
+            name=self.name,
+            manifest_sha256=cache_key(train_split.manifest_sha256, test_split.manifest_sha256),
+            sizes={"train": len(train_labels), "test": len(test_labels), "transfer": len(transfer)},
+        )
+        return TaskData(
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+            transfer,
+            train_split.classes,
+            identity,
+            {"train": train_split.manifest_sha256},
+        )
+
+    def pool(
+        self, section: dict[str, Any], progress: Progress | None, cache_root: Path | None
+    ) -> Pool:
+        split = self.loader(self._root(section, "layouts: docs/datasets.md"), section["split"])
+        return dataset_pool(
+            self.name, split, image_size=section["image_size"], resize=section["resize"]
+        )
+
+    def scenes(self, config: dict[str, Any], progress: Progress | None) -> SceneData:
+        data = config["data"]
+        root = self._root(data, "see docs/datasets.md for the layout")
+        return dataset_scenes(
+            self.name,
+            self.loader(root, data["support_split"]),
+            self.loader(root, data["eval_split"]),
+            image_size=config["image_size"],
+            label_size=data["label_size"],
+            eval_limit=data.get("eval_limit"),
+            progress=progress,
+        )
