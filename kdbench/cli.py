@@ -111,6 +111,13 @@ def run_command(
     method: list[str] = typer.Option(
         None, "--method", "-m", help="Method to run (repeatable). Default: kdbench's built-ins."
     ),
+    student: list[str] = typer.Option(
+        None,
+        "--student",
+        help="Student to train or measure (repeatable; `kdbench ls students`): the run becomes "
+        "method x student x seed. Default: the student each method declares, else the "
+        "protocol's.",
+    ),
     seed: list[int] = typer.Option(None, "--seed", "-s", help="Seed (repeatable). Default: 0."),
     suite: str = typer.Option("embedded", help="'embedded' (Shapes world, CPU) or 'standard'."),
     smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes for testing; never ranked."),
@@ -134,6 +141,7 @@ def run_command(
     """Run protocol x method x seed units and write one record per unit.
 
     Example: kdbench run --protocol distill --method kd --seed 0 --seed 1
+    Example: kdbench run -p fewshot -m kd --student shapes-resnet12 --student shapes-vit-xs
     """
     from kdbench.plugins import get_registry
     from kdbench.protocols.base import parse_overrides
@@ -150,6 +158,7 @@ def run_command(
         suite=suite,
         smoke=smoke,
         overrides=parse_overrides(set_ or []),
+        students=student or None,
     )
     typer.echo(f"kdbench {__version__}: {len(units)} unit(s) -> {out}/", err=True)
     report = run_units(

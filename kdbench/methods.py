@@ -84,11 +84,16 @@ class Method:
     subject: str = "student"
     """Which model the protocol scores: 'student', or 'teacher' for the teacher's row."""
     url: str | None = None
-    supports: Callable[[Any], str | None] | None = None
+    student: str | None = None
+    """The registered student (``kdbench ls students``) the method trains; ``None``: each
+    protocol's default student. ``kdbench run --student`` overrides it."""
+    supports: Callable[..., str | None] | None = None
     """Optional: ``supports(protocol) -> None`` if the method can run on ``protocol`` (a
     :class:`~kdbench.protocols.base.Protocol`), else the reason it cannot. Judge from the
     protocol's declared properties, not its name; protocols already refuse the subjects they
-    cannot score (see :mod:`kdbench.subjects`)."""
+    cannot score (see :mod:`kdbench.subjects`). A method that only works with some students
+    takes a keyword ``student`` as well (the registered name, or ``None`` for the protocol's
+    default) and says why it refuses the others."""
 
     def __post_init__(self) -> None:
         if self.recipe is not None and self.fit is not None:

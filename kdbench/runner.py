@@ -16,7 +16,9 @@ finishes. Resume modes:
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -55,6 +57,7 @@ from kdbench.results import (
 )
 from kdbench.runtime import is_main_process, make_progress, resolve_device
 from kdbench.seeding import seed_everything
+from kdbench.subjects import Subject, subject_of
 from kdbench.terminal import printable
 
 ResumeMode = Literal["never", "only-missing", "always"]
@@ -72,15 +75,28 @@ class Unit:
     suite: str
     smoke: bool
     config: dict[str, Any]
+    student: str | None = None
+    """The unit's student when it is not the protocol's default one (it then names the
+    unit and its record file), else ``None``."""
+
+    @property
+    def row(self) -> str:
+        """The method, and the student when it is not the default: ``kd@shapes-resnet12``."""
+        return self.method.name + (f"@{self.student}" if self.student else "")
 
     @property
     def label(self) -> str:
-        return f"{self.protocol.name}/{self.method.name}/seed{self.seed}"
+        return f"{self.protocol.name}/{self.row}/seed{self.seed}"
+
+    def _stem(self) -> str:
+        row = self.method.name
+        if self.student:
+            row += "@" + re.sub(r"[^A-Za-z0-9._-]+", "_", self.student)
+        return f"{row}-seed{self.seed}"
 
     def record_path(self, out: Path) -> Path:
         suffix = ".smoke" if self.smoke else ""
-        name = f"{self.method.name}-seed{self.seed}{suffix}.json"
-        return out / self.suite / self.protocol.name / name
+        return out / self.suite / self.protocol.name / f"{self._stem()}{suffix}.json"
 
     def failed_path(self, out: Path) -> Path:
         """Where a failed attempt is recorded: never over a finished record."""
@@ -89,13 +105,7 @@ class Unit:
 
     def work_dir(self, out: Path) -> Path:
         suffix = "-smoke" if self.smoke else ""
-        return (
-            out
-            / ".work"
-            / self.suite
-            / self.protocol.name
-            / (f"{self.method.name}-seed{self.seed}{suffix}")
-        )
+        return out / ".work" / self.suite / self.protocol.name / (f"{self._stem()}{suffix}")
 
     def matches(self, record: Record) -> bool:
         """Whether ``record`` is a finished run of exactly this unit."""
@@ -142,8 +152,13 @@ def plan(
     suite: str = "embedded",
     smoke: bool = False,
     overrides: dict[str, Any] | None = None,
+    students: Sequence[str] | None = None,
 ) -> tuple[list[Unit], list[tuple[str, str, str]]]:
-    """The units to run, and the (protocol, method, reason) pairs that cannot run."""
+    """The units to run, and the (protocol, method, reason) pairs that cannot run.
+
+    ``students`` (registered student names) replace each method's student, so the run is
+    method x student x seed; without them a method trains the student it declares, or the
+    protocol's default. A row that scores the teacher has no student to vary."""
     protocol_names = list(protocols) if protocols else registry.names("protocols")
     method_names = list(methods) if methods else default_methods(registry)
     proto_components = [registry.get("protocols", n) for n in protocol_names]
@@ -161,19 +176,70 @@ def plan(
                 f"({', '.join(per_protocol)}), e.g. --set {next(iter(per_protocol))}.epochs=3"
             )
         per_protocol[head][rest] = value
+    declared = [getattr(m.load(), "student", None) for m in method_components]
+    for name in [*(students or ()), *declared]:
+        if name is not None:
+            registry.get("students", name)  # an unknown name fails here, with a suggestion
     units: list[Unit] = []
     unsupported: list[tuple[str, str, str]] = []
     for pc in proto_components:
         proto: Protocol = load_protocol(pc)
         config = proto.config(suite, smoke, per_protocol[pc.name])
+        default = proto.student_of(proto.default_config(suite, smoke))
+        in_use = students or _students_in_use(method_components)
         for mc in method_components:
-            reason = proto.supports(mc, registry)
-            if reason is not None:
-                unsupported.append((pc.name, mc.name, reason))
-                continue
-            for seed in seeds:
-                units.append(Unit(pc, mc, int(seed), suite, smoke, config))
+            for student in _students_of(proto, mc, students, in_use):
+                unit_config = proto.with_student(config, student) if student else config
+                spec = proto.student_of(unit_config)
+                row = mc.name + (f"@{student}" if student else "")
+                reason = _supports(proto, mc, registry, spec["name"] if spec else None)
+                if reason is not None:
+                    unsupported.append((pc.name, row, reason))
+                    continue
+                own = None
+                if spec and default and spec["name"] != default["name"]:
+                    own = spec["name"] if subject_of(mc.load()) is not Subject.TEACHER else None
+                for seed in seeds:
+                    units.append(Unit(pc, mc, int(seed), suite, smoke, unit_config, own))
     return units, unsupported
+
+
+def _supports(
+    proto: Protocol, method: Component, registry: Registry, student: str | None
+) -> str | None:
+    """``proto.supports``, told the student when it takes one (a plugin's protocol may
+    predate students)."""
+    if "student" in inspect.signature(proto.supports).parameters:
+        return proto.supports(method, registry, student=student)
+    return proto.supports(method, registry)
+
+
+def _students_in_use(methods: Sequence[Component]) -> list[str | None]:
+    """The students the run's trained rows use (``None``: the default), in order."""
+    trained = [m.load() for m in methods]
+    trained = [m for m in trained if subject_of(m) not in (Subject.TEACHER, Subject.STUDENT)]
+    return list(dict.fromkeys(getattr(m, "student", None) for m in trained)) or [None]
+
+
+def _students_of(
+    proto: Protocol,
+    method: Component,
+    students: Sequence[str] | None,
+    in_use: Sequence[str | None],
+) -> list[str | None]:
+    """The students ``method`` runs with on ``proto`` (``None``: the config's own): the
+    ``--student`` list, else the one the method declares; the row of the student as shipped
+    (the ``student`` reference row, and what ``device`` measures) covers every student
+    ``in_use`` in the run."""
+    obj = method.load()
+    subject = subject_of(obj)
+    if proto.student_key is None or subject is Subject.TEACHER:
+        return [None]
+    if students:
+        return list(dict.fromkeys(students))
+    if subject is Subject.STUDENT:
+        return list(in_use)
+    return [getattr(obj, "student", None)]
 
 
 def _method_ref(method: Component) -> MethodRef:
@@ -406,12 +472,13 @@ def run_units(
 
 
 def summary_rows(report: RunReport) -> list[dict[str, Any]]:
-    """One row per protocol x method x headline metric, mean ± CI over the seeds run."""
+    """One row per protocol x method (with its student, if not the default) x headline
+    metric, mean ± CI over the seeds run."""
     from kdbench.metrics.stats import mean_ci95
 
     groups: dict[tuple[str, str], list[Outcome]] = {}
     for o in report.outcomes:
-        groups.setdefault((o.unit.protocol.name, o.unit.method.name), []).append(o)
+        groups.setdefault((o.unit.protocol.name, o.unit.row), []).append(o)
     rows = []
     for (proto, method), outcomes in groups.items():
         records = [o.record for o in outcomes if o.record is not None and o.record.status == "ok"]

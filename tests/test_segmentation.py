@@ -393,7 +393,8 @@ def test_standard_suite_on_a_voc_fixture_with_a_local_dinov2(tmp_path):
     report = _run(tmp_path / "out", ["teacher", "supervised"], "standard", overrides)
     assert not report.failed, [o.message for o in report.failed]
     teacher = load_record(tmp_path / "out/standard/segmentation/teacher-seed0.smoke.json")
-    supervised = load_record(tmp_path / "out/standard/segmentation/supervised-seed0.smoke.json")
+    out = tmp_path / "out/standard/segmentation"
+    supervised = load_record(out / "supervised@timm_vit_small_patch14_dinov2-seed0.smoke.json")
     for record in (teacher, supervised):
         assert 0 <= record.metric("miou").value <= 100
         assert record.dataset.name == "voc" and record.dataset.manifest_sha256

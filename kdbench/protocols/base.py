@@ -4,6 +4,7 @@ a direction, and ``run(context) -> UnitResult`` for one method and one seed."""
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -76,6 +77,33 @@ class Protocol(ABC):
     not checked beyond its keys."""
     metric_families: ClassVar[tuple[MetricFamily, ...]] = ()
     """Metrics named after an open set of members (a fixed name in ``metrics`` wins)."""
+    student_key: ClassVar[str | None] = None
+    """The dotted config key of the student (``{name, options}``) the protocol trains or
+    measures, which ``kdbench run --student`` and a method's declared student set; ``None``
+    if the protocol has no student."""
+
+    def student_of(self, config: dict[str, Any]) -> dict[str, Any] | None:
+        """The student spec in ``config`` (at :attr:`student_key`), if the protocol has one."""
+        if self.student_key is None:
+            return None
+        node: Any = config
+        for part in self.student_key.split("."):
+            node = node[part]
+        return node
+
+    def with_student(self, config: dict[str, Any], name: str) -> dict[str, Any]:
+        """``config`` with its student replaced by the registered student ``name`` (default
+        options); unchanged (the same object) when ``name`` is already the student."""
+        spec = self.student_of(config)
+        if spec is None or spec["name"] == name:
+            return config
+        config = copy.deepcopy(config)
+        *parents, last = (self.student_key or "").split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[last] = {"name": name, "options": {}}
+        return config
 
     @abstractmethod
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
@@ -85,15 +113,22 @@ class Protocol(ABC):
     def run(self, context: UnitContext) -> UnitResult:
         """Run one unit and return its measurements."""
 
-    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
-        """``None`` if ``method`` can run here, else the reason it cannot: the protocol
-        refuses subjects it cannot score, then the method may refuse the protocol."""
+    def supports(
+        self, method: Component, registry: Registry | None = None, student: str | None = None
+    ) -> str | None:
+        """``None`` if ``method`` can run here (with the registered ``student``, if given),
+        else the reason it cannot: the protocol refuses subjects it cannot score, then the
+        method may refuse the protocol or the student."""
         obj = method.load()
         reason = self.unsupported.get(subject_of(obj))
         if reason is not None:
             return reason.format(method=method.name)
         own = getattr(obj, "supports", None)
-        return own(self) if callable(own) else None
+        if not callable(own):
+            return None
+        if "student" in inspect.signature(own).parameters:
+            return own(self, student=student)
+        return own(self)
 
     def metric(self, name: str) -> MetricSpec:
         """The spec of ``name``: a fixed metric, else a member of a metric family."""

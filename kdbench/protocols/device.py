@@ -43,6 +43,7 @@ def _digest(tensor: torch.Tensor) -> str:
 
 class Device(Protocol):
     name = "device"
+    student_key = "student"
     version = 1
     config_models = device_config.MODELS
     description = "Latency, throughput, FLOPs, memory and energy of the teacher and student."

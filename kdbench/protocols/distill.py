@@ -100,6 +100,7 @@ def teacher_lr(rates: dict[str, float], mode: str, frozen: bool) -> float:
 
 class Distill(Protocol):
     name = "distill"
+    student_key = "student"
     version = 1
     config_models = distill_config.MODELS
     description = "Task-specific distillation: adapted teacher -> student on a downstream task."
@@ -128,8 +129,10 @@ class Distill(Protocol):
         ),
     )
 
-    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
-        reason = super().supports(method, registry)
+    def supports(
+        self, method: Component, registry: Registry | None = None, student: str | None = None
+    ) -> str | None:
+        reason = super().supports(method, registry, student)
         mode = getattr(getattr(method.load(), "recipe", None), "teacher_mode", None)
         if reason is None and mode is not None and registry is not None:
             try:

@@ -74,6 +74,7 @@ def novel_features(
 
 class FewShot(Protocol):
     name = "fewshot"
+    student_key = "base.student"
     version = 1
     config_models = fewshot_config.MODELS
     description = "1-shot and 5-shot NCM on novel classes from a student distilled on base classes."
@@ -136,8 +137,12 @@ class FewShot(Protocol):
             **common,
         }
 
-    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
-        return super().supports(method, registry) or frozen_teacher_reason(method, registry)
+    def supports(
+        self, method: Component, registry: Registry | None = None, student: str | None = None
+    ) -> str | None:
+        return super().supports(method, registry, student) or frozen_teacher_reason(
+            method, registry
+        )
 
     def run(self, context: UnitContext) -> UnitResult:
         config, registry, device = context.config, context.registry, context.device

@@ -82,6 +82,7 @@ def _per_distance_specs() -> tuple[MetricSpec, ...]:
 
 class OneClass(Protocol):
     name = "oneclass"
+    student_key = "student"
     version = 1
     config_models = oneclass_config.MODELS
     description = "Zero-shot one-class classification with confusers, per taxonomy distance."
@@ -184,8 +185,12 @@ class OneClass(Protocol):
             },
         }
 
-    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
-        return super().supports(method, registry) or frozen_teacher_reason(method, registry)
+    def supports(
+        self, method: Component, registry: Registry | None = None, student: str | None = None
+    ) -> str | None:
+        return super().supports(method, registry, student) or frozen_teacher_reason(
+            method, registry
+        )
 
     # -- one unit ------------------------------------------------------------------------
     def run(self, context: UnitContext) -> UnitResult:

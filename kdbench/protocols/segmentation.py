@@ -145,6 +145,7 @@ METRICS = (
 
 class Segmentation(Protocol):
     name = "segmentation"
+    student_key = "base.student"
     version = 1
     config_models = segmentation_config.MODELS
     description = "Few-shot semantic segmentation: a head on k images per class, mIoU."
@@ -205,8 +206,12 @@ class Segmentation(Protocol):
             config["adapted"].update(steps=2)
         return config
 
-    def supports(self, method: Component, registry: Registry | None = None) -> str | None:
-        return super().supports(method, registry) or frozen_teacher_reason(method, registry)
+    def supports(
+        self, method: Component, registry: Registry | None = None, student: str | None = None
+    ) -> str | None:
+        return super().supports(method, registry, student) or frozen_teacher_reason(
+            method, registry
+        )
 
     # -- one unit ------------------------------------------------------------------------
     def run(self, context: UnitContext) -> UnitResult:
