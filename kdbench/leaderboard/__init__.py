@@ -1,9 +1,11 @@
 """The static leaderboard: records in, a site that works from ``file://`` out.
 
 :func:`build_site` reads and screens the records (:mod:`.intake`), aggregates them over seeds
-(:mod:`.aggregate`), joins device costs (:mod:`.costs`), draws SVG plots (:mod:`.plots`) and
-renders the pages (:mod:`.render`). :func:`check_site` says whether a built site is current.
-Imported lazily, so ``kdbench --help`` does not load pandas.
+into (method, student) rows (:mod:`.aggregate`) paired with the baseline of the same student
+(:mod:`.baselines`), joins device costs (:mod:`.costs`), draws the accuracy-versus-cost
+fronts (:mod:`.fronts`, :mod:`.plots`), picks the best row under a few budgets
+(:mod:`.budgets`) and renders the pages (:mod:`.render`). :func:`check_site` says whether a
+built site is current. Imported lazily, so ``kdbench --help`` does not load pandas.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 One table per (suite, protocol, protocol version) and, for the device protocol, per device
 fingerprint, so versions, suites and devices are never mixed. One row per (method, method
-version): the mean over seeds of each metric, with a 95% CI from the seeds when there are
-two or more (:func:`kdbench.metrics.stats.mean_ci95`) and the record's own CI otherwise.
-Rows are sorted by the table's first headline metric; reference rows are kept in that order
-but get no rank.
+version, student): the same method with two students is two rows. Each metric is the mean
+over seeds, with a 95% CI from the seeds when there are two or more
+(:func:`kdbench.metrics.stats.mean_ci95`) and the record's own CI otherwise; beside it, the
+paired difference from the ``supervised`` row with the same student
+(:mod:`.baselines`). Rows are sorted by the table's first headline metric; reference rows
+are kept in that order but get no rank.
 """
 
 from __future__ import annotations
@@ -17,15 +19,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from kdbench.leaderboard.baselines import Delta, attach_deltas
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.intake import RecordFile
+from kdbench.leaderboard.students import row_label, row_student
 from kdbench.metrics.stats import critical_value
 from kdbench.results import Record
 
 #: Columns that identify a table.
 TABLE_KEYS = ("suite", "protocol", "version", "device")
-#: Columns that identify a row within a table.
-ROW_KEYS = (*TABLE_KEYS, "method", "method_version")
+#: Columns that identify a row within a table (``student`` as :func:`student_key` writes it).
+ROW_KEYS = (*TABLE_KEYS, "method", "method_version", "student")
+
+
+def student_key(student: str | None) -> str:
+    """A row's student as a group key: ``""`` for none, else ``"@"`` + name (so a student
+    named ``""`` is not the absence of one, and pandas never sees a missing key)."""
+    return "" if student is None else "@" + student
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class Run:
 
 @dataclass
 class Row:
-    """One method (at one version) in one table."""
+    """One method (at one version) with one student in one table."""
 
     method: str
     method_version: str
@@ -67,11 +77,23 @@ class Row:
     cells: dict[str, Cell]
     runs: list[Run]
     subject: tuple[str, str] | None
+    student: str | None = None
+    """The registered name of the student the row scores; None for rows that score the
+    teacher (or records that name no student)."""
     rank: int | None = None
+    per_seed: dict[str, dict[int, float]] = field(default_factory=dict)
+    """Each metric's value per seed (the mean if a seed has several records)."""
+    deltas: dict[str, Delta] = field(default_factory=dict)
+    """Per metric, the paired difference from the baseline row with the same student."""
 
     def value(self, metric: str | None) -> float | None:
         cell = self.cells.get(metric) if metric else None
         return cell.mean if cell else None
+
+    @property
+    def label(self) -> str:
+        """``method · student``, as plots and budget views name the row."""
+        return row_label(self.method, self.student)
 
 
 @dataclass
@@ -138,6 +160,7 @@ def metric_frame(files: Sequence[RecordFile]) -> pd.DataFrame:
             table_device(record),
             record.method.name,
             record.method.version,
+            student_key(row_student(record)),
         )
         for position, metric in enumerate(record.metrics):
             for name, value in zip(ROW_KEYS, keys, strict=True):
@@ -216,7 +239,7 @@ def rank_rows(rows: list[Row], sort_metric: str | None, higher_is_better: bool) 
         value = row.value(sort_metric)
         missing = value is None
         signed = 0.0 if value is None else (-value if higher_is_better else value)
-        return (missing, signed, row.method, row.method_version)
+        return (missing, signed, row.method, row.method_version, student_key(row.student))
 
     ordered = sorted(rows, key=order)
     ranked = 0
@@ -242,6 +265,19 @@ def _subject(records: Sequence[Record]) -> tuple[str, str] | None:
     return None
 
 
+def _per_seed(records: Sequence[Record]) -> dict[str, dict[int, float]]:
+    """Each metric's value per seed over ``records`` (null values left out)."""
+    values: dict[str, dict[int, list[float]]] = {}
+    for record in records:
+        for metric in record.metrics:
+            if metric.value is not None:
+                values.setdefault(metric.name, {}).setdefault(record.seed, []).append(metric.value)
+    return {
+        name: {seed: sum(v) / len(v) for seed, v in sorted(by_seed.items())}
+        for name, by_seed in values.items()
+    }
+
+
 def build_tables(files: Sequence[RecordFile]) -> list[Table]:
     """The leaderboard tables of the ranked record files, sorted by suite, protocol, device."""
     files = sorted(files, key=lambda f: f.path)
@@ -263,7 +299,7 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
             )
         table_frames = dict(iter(frame.groupby(list(TABLE_KEYS), sort=True)))
 
-    grouped: dict[tuple[object, ...], dict[tuple[str, str], list[RecordFile]]] = {}
+    grouped: dict[tuple[object, ...], dict[tuple[str, str, str], list[RecordFile]]] = {}
     for file in files:
         record = file.record
         assert record is not None
@@ -273,7 +309,7 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
             record.protocol.version,
             table_device(record),
         )
-        row_key = (record.method.name, record.method.version)
+        row_key = (record.method.name, record.method.version, student_key(row_student(record)))
         grouped.setdefault(table_key, {}).setdefault(row_key, []).append(file)
 
     tables = []
@@ -282,11 +318,11 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
         part = table_frames.get(table_key)
         columns, sort_metric = _columns(part) if part is not None else ([], None)
         rows = []
-        for (method, method_version), row_files in sorted(grouped[table_key].items()):
+        for (method, method_version, student), row_files in sorted(grouped[table_key].items()):
             records = [f.record for f in row_files if f.record is not None]
             row_cells = {}
             for column in columns:
-                cell = cells.get((*table_key, method, method_version, column.name))
+                cell = cells.get((*table_key, method, method_version, student, column.name))
                 if cell is not None:
                     row_cells[column.name] = cell
             runs = sorted(
@@ -301,8 +337,11 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
                     cells=row_cells,
                     runs=runs,
                     subject=_subject(records),
+                    student=row_student(records[0]),
+                    per_seed=_per_seed(records),
                 )
             )
+        attach_deltas(rows, [c.name for c in columns])
         sort_hib = next((c.higher_is_better for c in columns if c.name == sort_metric), True)
         hashes = {
             f.record.protocol.config_hash

@@ -1,26 +1,20 @@
 """What each backbone costs on each device, joined to the rows of the score tables.
 
 A row joins the device records of its suite that measured the same backbone: the record's
-``components["subject"]`` with the same name and version. Latency and energy are plotted per
-device fingerprint, never across devices; parameters do not depend on the device and get one
-plot.
+``components["subject"]`` with the same name and version, so each (method, student) row
+takes the cost of its student. Latency and energy are per device fingerprint, never mixed
+across devices; parameters and FLOPs do not depend on the device (their mean over the
+devices that measured the backbone is used).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from markupsafe import Markup
-
-from kdbench.leaderboard.aggregate import Row, Table, table_device
-from kdbench.leaderboard.devices import (
-    DEVICE_PROTOCOL,
-    fingerprint_summary,
-    short_id,
-)
+from kdbench.leaderboard.aggregate import Row, table_device
+from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_summary
 from kdbench.leaderboard.intake import RecordFile
-from kdbench.leaderboard.plots import Point, scatter_svg
 
 
 @dataclass(frozen=True)
@@ -32,11 +26,14 @@ class CostAxis:
     per_device: bool
 
 
-COST_AXES = (
-    CostAxis("latency_p50_ms", "latency p50 (ms)", per_device=True),
-    CostAxis("energy_mj_per_image", "energy (mJ/image)", per_device=True),
-    CostAxis("params_m", "parameters (M)", per_device=False),
-)
+LATENCY = CostAxis("latency_p50_ms", "latency p50 (ms)", per_device=True)
+ENERGY = CostAxis("energy_mj_per_image", "energy (mJ/image)", per_device=True)
+PARAMS = CostAxis("params_m", "parameters (M)", per_device=False)
+#: The device protocol's FLOPs of one image (``kdbench.device.figures``: FlopCounterMode,
+#: 2 FLOPs per multiply-accumulate).
+FLOPS = CostAxis("gflops", "FLOPs (GFLOPs)", per_device=False)
+#: Device-independent axes first, then the per-device ones.
+COST_AXES = (PARAMS, FLOPS, LATENCY, ENERGY)
 
 Subject = tuple[str, str]
 
@@ -58,6 +55,27 @@ class DeviceCosts:
 
     def subjects(self, suite: str) -> set[Subject]:
         return {subject for (s, _, subject, _) in self.values if s == suite}
+
+    def cost(self, suite: str, device: str | None, row: Row, axis: CostAxis) -> float | None:
+        """What ``row``'s backbone costs on ``axis``: on ``device`` for a per-device axis,
+        else the mean over every device of the suite that measured it."""
+        if row.subject is None:
+            return None
+        if axis.per_device:
+            if device is None:
+                raise ValueError(f"{axis.metric} is per device: name the device")
+            return self.mean(suite, device, row.subject, axis.metric)
+        values = [
+            v
+            for d in self.suite_devices(suite)
+            for v in self.values.get((suite, d, row.subject, axis.metric), [])
+        ]
+        return sum(values) / len(values) if values else None
+
+    def missing_reasons(self, suite: str, device: str | None, axis: CostAxis) -> list[str]:
+        """Why device records of ``suite`` (on ``device``, or any) have no ``axis`` value."""
+        devices = [device] if device is not None else self.suite_devices(suite)
+        return sorted({r for d in devices for r in self.reasons.get((suite, d, axis.metric), ())})
 
 
 def device_costs(files: Sequence[RecordFile]) -> DeviceCosts:
@@ -84,83 +102,3 @@ def device_costs(files: Sequence[RecordFile]) -> DeviceCosts:
                 reasons = costs.reasons.setdefault((record.suite, device, metric.name), set())
                 reasons.add(metric.reason or "not measured")
     return costs
-
-
-@dataclass(frozen=True)
-class Plot:
-    """One figure on a protocol page: an SVG, or a note saying why there is none."""
-
-    title: str
-    device: str | None
-    svg: Markup | None = None
-    note: str | None = None
-
-
-def _points(
-    table: Table, rows: Sequence[Row], cost_of: Mapping[Subject, float], href_of: dict[str, str]
-) -> list[Point]:
-    points = []
-    for row in rows:
-        score = row.value(table.sort_metric)
-        if score is None or row.subject is None or row.subject not in cost_of:
-            continue
-        points.append(
-            Point(cost_of[row.subject], score, row.method, row.reference, href_of.get(row.method))
-        )
-    return points
-
-
-def table_plots(table: Table, costs: DeviceCosts, href_of: dict[str, str]) -> list[Plot]:
-    """The score-vs-cost plots of a score table; empty when no device record joins it.
-
-    ``href_of`` maps a method name to the link its points should carry.
-    """
-    column = table.sort_column
-    if column is None or table.protocol == DEVICE_PROTOCOL:
-        return []
-    subjects = {row.subject for row in table.rows if row.subject is not None}
-    if not subjects & costs.subjects(table.suite):
-        return []
-    unit = f" ({column.unit})" if column.unit else ""
-    y_label = f"{column.name}{unit}"
-    plots = []
-    for axis in COST_AXES:
-        devices = costs.suite_devices(table.suite) if axis.per_device else ["*"]
-        for device in devices:
-            scope = [device] if axis.per_device else costs.suite_devices(table.suite)
-            cost_of: dict[Subject, float] = {}
-            for subject in sorted(subjects):
-                values = [
-                    v
-                    for d in scope
-                    for v in costs.values.get((table.suite, d, subject, axis.metric), [])
-                ]
-                if values:
-                    cost_of[subject] = sum(values) / len(values)
-            summary = costs.devices.get(device) if axis.per_device else None
-            where = f" on {summary} [{short_id(device)}]" if summary else ""
-            title = f"{y_label} vs {axis.label}{where}"
-            points = _points(table, table.rows, cost_of, href_of)
-            if points:
-                svg = scatter_svg(
-                    points,
-                    title=title,
-                    x_label=axis.label,
-                    y_label=y_label,
-                    higher_is_better=column.higher_is_better,
-                )
-                plots.append(Plot(title, device if axis.per_device else None, svg=svg))
-            else:
-                reasons = sorted(
-                    r for d in scope for r in costs.reasons.get((table.suite, d, axis.metric), ())
-                )
-                why = f": {'; '.join(reasons)}" if reasons else ""
-                plots.append(
-                    Plot(
-                        title,
-                        device if axis.per_device else None,
-                        note=f"No {axis.label.split(' (')[0]} measured for these backbones"
-                        f"{where}{why}.",
-                    )
-                )
-    return plots

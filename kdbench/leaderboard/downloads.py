@@ -1,6 +1,7 @@
 """The site's downloads: the aggregated tables as CSV and JSON, and a list of every record.
 
-One long-format row per (table, method, metric), so every protocol fits one file. Floats are
+One long-format row per (table, method, student, metric), so every protocol fits one file;
+each with the row's paired difference from the ``supervised`` row with the same student. Floats are
 written with ``repr`` (shortest round-trip form) so the files are exact and stable.
 
 Text in the CSV comes from records, so a spreadsheet must not run it: as OWASP recommends
@@ -20,6 +21,7 @@ from typing import Any
 from kdbench.leaderboard.aggregate import Table
 from kdbench.leaderboard.intake import REASONS, Intake
 from kdbench.leaderboard.links import raw_record
+from kdbench.leaderboard.students import row_student
 
 TABLE_COLUMNS = (
     "suite",
@@ -28,6 +30,7 @@ TABLE_COLUMNS = (
     "device",
     "method",
     "method_version",
+    "student",
     "reference",
     "rank",
     "metric",
@@ -40,6 +43,10 @@ TABLE_COLUMNS = (
     "seeds",
     "values",
     "reason",
+    "delta_vs_baseline",
+    "delta_ci95",
+    "delta_seeds",
+    "baseline",
 )
 
 
@@ -50,6 +57,7 @@ def table_rows(tables: Sequence[Table]) -> list[dict[str, Any]]:
         for row in table.rows:
             for column in table.columns:
                 cell = row.cells.get(column.name)
+                delta = row.deltas.get(column.name)
                 out.append(
                     {
                         "suite": table.suite,
@@ -58,6 +66,7 @@ def table_rows(tables: Sequence[Table]) -> list[dict[str, Any]]:
                         "device": table.device or None,
                         "method": row.method,
                         "method_version": row.method_version,
+                        "student": row.student,
                         "reference": row.reference,
                         "rank": row.rank,
                         "metric": column.name,
@@ -70,6 +79,10 @@ def table_rows(tables: Sequence[Table]) -> list[dict[str, Any]]:
                         "seeds": len(row.runs),
                         "values": cell.count if cell else 0,
                         "reason": (cell.reason if cell else "not reported by these records"),
+                        "delta_vs_baseline": delta.mean if delta else None,
+                        "delta_ci95": delta.ci95 if delta else None,
+                        "delta_seeds": len(delta.seeds) if delta else None,
+                        "baseline": delta.baseline if delta else None,
                     }
                 )
     return out
@@ -136,6 +149,7 @@ def records_json(intake: Intake) -> bytes:
                 "protocol_version": record.protocol.version if record else None,
                 "method": record.method.name if record else None,
                 "method_version": record.method.version if record else None,
+                "student": row_student(record) if record else None,
                 "seed": record.seed if record else None,
                 "status": record.status if record else None,
                 "smoke": record.smoke if record else None,

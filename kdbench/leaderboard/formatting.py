@@ -41,3 +41,11 @@ def format_ci(mean: float | None, ci95: float | None) -> str:
 def sort_key_text(value: float | None) -> str:
     """The exact value for the table script's ``data-sort``; empty (sorted last) for None."""
     return "" if value is None else repr(float(value))
+
+
+def signed_number(value: float | None, decimals: int | None = None) -> str:
+    """A difference: ``+1.25``, ``-0.40``, ``0.00``; ``n/a`` for None."""
+    text = format_number(value, decimals)
+    if value is None or text.startswith("-") or text.strip("0.") == "":
+        return text
+    return "+" + text

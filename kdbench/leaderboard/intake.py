@@ -14,6 +14,7 @@ from pathlib import Path
 from kdbench.errors import RecordError
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.links import SitePages
+from kdbench.leaderboard.students import row_student
 from kdbench.record_files import find_record_files, parse_record_bytes, read_record_bytes
 from kdbench.results import Record
 
@@ -158,7 +159,8 @@ def current_versions(records: Iterable[Record], registered: Mapping[str, int]) -
 
 
 def unit_key(record: Record) -> tuple[object, ...]:
-    """What makes two records runs of the same unit (the newer one is used)."""
+    """What makes two records runs of the same unit (the newer one is used): the same
+    method with another student is another unit."""
     device = ""
     if record.protocol.name == DEVICE_PROTOCOL and record.device_fingerprint is not None:
         device = fingerprint_id(record.device_fingerprint)
@@ -169,6 +171,7 @@ def unit_key(record: Record) -> tuple[object, ...]:
         device,
         record.method.name,
         record.method.version,
+        row_student(record),
         record.seed,
     )
 

@@ -79,6 +79,10 @@ class SitePages:
     def protocol(self, suite: str, protocol: str) -> str:
         return f"protocols/{self._suites[suite]}/{self._protocols[protocol]}.html"
 
+    def fronts(self, suite: str, protocol: str) -> str:
+        """The page of a protocol's accuracy-versus-cost fronts and budget views."""
+        return f"fronts/{self._suites[suite]}/{self._protocols[protocol]}.html"
+
     def run(self, run_id: str) -> str:
         return f"runs/{self._runs[run_id]}.html"
 

@@ -19,6 +19,8 @@ WIDTH, HEIGHT = 640, 380
 #: The smallest cost a logarithmic axis shows; below it the axis is linear.
 LOG_FLOOR = 1e-100
 LEFT, RIGHT, TOP, BOTTOM = 70, 150, 20, 50
+#: About how wide one character of a point label is, to keep labels inside the figure.
+LABEL_CHAR_PX = 6.2
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,16 @@ def _num(value: float) -> str:
     return f"{value:.1f}"
 
 
+def frontier(points: Sequence[Point], *, higher_is_better: bool) -> list[int]:
+    """Indices (ascending) of the non-reference points on the Pareto front: lower cost and
+    a better score; reference rows are drawn for context and never on the front."""
+    ranked = [i for i, p in enumerate(points) if not p.reference]
+    front = pareto_front(
+        [(points[i].cost, points[i].score) for i in ranked], higher_is_better=higher_is_better
+    )
+    return [ranked[k] for k in front]
+
+
 def scatter_svg(
     points: Sequence[Point],
     *,
@@ -127,11 +139,7 @@ def scatter_svg(
     x = Scale(x_low, x_high, LEFT, WIDTH - RIGHT, log_x)
     y = Scale(y_low, y_high, HEIGHT - BOTTOM, TOP)
 
-    ranked = [i for i, p in enumerate(points) if not p.reference]
-    front_of_ranked = pareto_front(
-        [(points[i].cost, points[i].score) for i in ranked], higher_is_better=higher_is_better
-    )
-    front = [ranked[k] for k in front_of_ranked]
+    front = frontier(points, higher_is_better=higher_is_better)
     on_front = set(front)
 
     out: list[str] = [
@@ -194,9 +202,14 @@ def scatter_svg(
             mark = f'<circle class="mark {kind}" cx="{_num(px)}" cy="{_num(py)}" r="4.5"/>'
         label = ""
         if kind != "dominated":
+            text = _short(p.label)
+            # above its point, clear of the frontier's steps; a label that would run off the
+            # right edge ends at its point instead of starting there
+            left = px + 4 + LABEL_CHAR_PX * len(text) > WIDTH - 4
+            lx, anchor = (px - 4, ' text-anchor="end"') if left else (px + 4, "")
             label = (
-                f'<text class="point-label" x="{_num(px + 8)}" y="{_num(py)}" '
-                f'dominant-baseline="middle">{escape(_short(p.label))}</text>'
+                f'<text class="point-label" x="{_num(lx)}" y="{_num(py - 9)}"{anchor} '
+                f'dominant-baseline="middle">{escape(text)}</text>'
             )
         body = f"<title>{escape(tip)}</title>{mark}{label}"
         if p.href:
@@ -207,5 +220,5 @@ def scatter_svg(
     return Markup("\n".join(out))
 
 
-def _short(label: str, limit: int = 22) -> str:
+def _short(label: str, limit: int = 32) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"

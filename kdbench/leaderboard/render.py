@@ -1,4 +1,5 @@
-"""Render the site's pages with jinja2: index, protocol, method, run and not-ranked pages.
+"""Render the site's pages with jinja2: index, protocol, fronts, method, run and not-ranked
+pages.
 
 Autoescaping is always on (plugin names, descriptions and every other record text are
 untrusted); the only markup passed through unescaped is the SVG that :mod:`plots` builds
@@ -17,7 +18,9 @@ from typing import Any
 import jinja2
 
 from kdbench.leaderboard.aggregate import Row, Table
-from kdbench.leaderboard.costs import DeviceCosts, Plot, table_plots
+from kdbench.leaderboard.baselines import BASELINE_METHOD, is_baseline
+from kdbench.leaderboard.budgets import BudgetView, table_budgets
+from kdbench.leaderboard.costs import DeviceCosts
 from kdbench.leaderboard.devices import (
     DEVICE_PROTOCOL,
     fingerprint_id,
@@ -25,9 +28,12 @@ from kdbench.leaderboard.devices import (
     short_id,
 )
 from kdbench.leaderboard.downloads import records_json, tables_csv, tables_json
-from kdbench.leaderboard.formatting import format_ci, format_number, sort_key_text
+from kdbench.leaderboard.formatting import format_ci, format_number, signed_number, sort_key_text
+from kdbench.leaderboard.fronts import Front, table_fronts
 from kdbench.leaderboard.intake import REASONS, Intake, RecordFile, Unranked
 from kdbench.leaderboard.links import anchor, raw_record, relative, safe_url
+from kdbench.leaderboard.plots import tick_label
+from kdbench.leaderboard.students import row_student
 from kdbench.results import ComponentRef, Record
 
 #: Protocols in the order readers expect them; any other protocol follows, alphabetically.
@@ -61,11 +67,15 @@ def environment() -> jinja2.Environment:
     env.filters["sortkey"] = sort_key_text
     env.filters["safe_url"] = safe_url
     env.filters["short_id"] = short_id
+    env.filters["signed"] = signed_number
+    env.filters["limit"] = tick_label
     env.filters["pretty_json"] = lambda data: json.dumps(
         data, indent=2, sort_keys=True, ensure_ascii=False, default=str
     )
     env.globals["format_ci"] = format_ci
     env.globals["reasons"] = REASONS
+    env.globals["baseline_method"] = BASELINE_METHOD
+    env.globals["is_baseline"] = is_baseline
     return env
 
 
@@ -78,17 +88,65 @@ def static_files() -> Iterator[tuple[str, bytes]]:
 
 
 @dataclass
+class DeviceGroup:
+    """What a fronts page shows for one device of a table (``device`` None: the figures
+    that do not depend on the device): its figures and its budget view."""
+
+    device: str | None
+    summary: str | None
+    anchor: str
+    fronts: list[Front]
+    budget: BudgetView | None = None
+
+
+@dataclass
 class TableView:
-    """A table as a protocol page shows it: the table plus its anchor, device and plots."""
+    """A table as the pages show it: the table plus its anchor, device, fronts and budgets."""
 
     table: Table
     anchor: str
     device_summary: str | None
-    plots: list[Plot] = field(default_factory=list)
+    fronts: list[Front] = field(default_factory=list)
+    budgets: list[BudgetView] = field(default_factory=list)
 
     @property
     def ranked_count(self) -> int:
         return sum(row.rank is not None for row in self.table.rows)
+
+    @property
+    def groups(self) -> list[DeviceGroup]:
+        """The fronts and budget views grouped by device, device-independent ones first."""
+        budgets = {view.device: view for view in self.budgets}
+        devices = list(dict.fromkeys(front.device for front in self.fronts))
+        out = []
+        for device in devices:
+            summary = None
+            if device is not None:
+                summary = next((f.summary for f in self.fronts if f.device == device), None)
+            suffix = f"-{short_id(device)}" if device is not None else "-any-device"
+            out.append(
+                DeviceGroup(
+                    device=device,
+                    summary=summary,
+                    anchor=anchor(f"{self.anchor}{suffix}"),
+                    fronts=[f for f in self.fronts if f.device == device],
+                    budget=budgets.get(device) if device is not None else None,
+                )
+            )
+        return out
+
+    @property
+    def students(self) -> list[str]:
+        """The students of the table's rows, sorted (what the Student filter offers)."""
+        return sorted({row.student for row in self.table.rows if row.student is not None})
+
+    @property
+    def delta_columns(self) -> list[str]:
+        """The headline metrics shown as a difference from the baseline with the same
+        student; none when the table has no baseline row."""
+        if not any(is_baseline(row) for row in self.table.rows):
+            return []
+        return [c.name for c in self.table.columns if c.headline]
 
 
 @dataclass
@@ -139,6 +197,8 @@ class SiteRenderer:
         yield "unranked.html", self._unranked_page()
         for (suite, protocol), views in self.protocol_pages.items():
             yield self._protocol_page(suite, protocol, views)
+            if any(view.fronts for view in views):
+                yield self._fronts_page(suite, protocol, views)
         for info in self.method_infos:
             yield self.pages.method(info.name), self._method_page(info)
         for file in self.intake.files:
@@ -168,9 +228,10 @@ class SiteRenderer:
                 summaries.setdefault(identity, fingerprint_summary(record.device_fingerprint))
         views = []
         for table in self.tables:
-            page = self.pages.protocol(table.suite, table.protocol)
+            fronts_page = self.pages.fronts(table.suite, table.protocol)
             href_of = {
-                row.method: relative(page, self.pages.method(row.method)) for row in table.rows
+                row.method: relative(fronts_page, self.pages.method(row.method))
+                for row in table.rows
             }
             device = f"-{short_id(table.device)}" if table.device else ""
             views.append(
@@ -178,7 +239,8 @@ class SiteRenderer:
                     table=table,
                     anchor=anchor(f"{table.protocol}-v{table.version}{device}"),
                     device_summary=summaries.get(table.device) if table.device else None,
-                    plots=table_plots(table, self.costs, href_of),
+                    fronts=table_fronts(table, self.costs, href_of),
+                    budgets=table_budgets(table, self.costs),
                 )
             )
         return views
@@ -235,6 +297,7 @@ class SiteRenderer:
             ranked=len(self.intake.ranked),
             unranked_counts=self.intake.reason_counts(),
             method_page=self.pages.method,
+            fronts_page=self.pages.fronts,
             downloads={"csv": CSV_PATH, "json": JSON_PATH, "records": RECORDS_PATH},
         )
 
@@ -277,8 +340,21 @@ class SiteRenderer:
             views=views,
             is_device=is_device,
             has_device_records=bool(self.costs.suite_devices(suite)),
+            fronts_page=self.pages.fronts(suite, protocol),
             unranked_counts=dict(sorted(counts.items(), key=lambda kv: list(REASONS).index(kv[0]))),
             run_pages=self.run_pages,
+            method_page=self.pages.method,
+        )
+
+    def _fronts_page(self, suite: str, protocol: str, views: list[TableView]) -> tuple[str, bytes]:
+        page = self.pages.fronts(suite, protocol)
+        return page, self._render(
+            "fronts.html.j2",
+            page,
+            suite=suite,
+            protocol=protocol,
+            views=[view for view in views if view.fronts],
+            protocol_page=self.pages.protocol(suite, protocol),
             method_page=self.pages.method,
         )
 
@@ -347,6 +423,7 @@ class SiteRenderer:
             "run.html.j2",
             page,
             record=record,
+            student=row_student(record),
             file=file,
             unranked=self.unranked_by_path.get(file.path),
             raw=raw_record(file.path),

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from kdbench.leaderboard.build import BuildReport, build_site
-from tests.leaderboard.records import CPU, GPU, leaderboard_records, make_record, write_records
+from tests.leaderboard.records import (
+    CPU,
+    GPU,
+    leaderboard_records,
+    make_record,
+    write_records,
+    zoo_records,
+)
 
 #: An HTML/JS payload used as a method name, description and metric reason.
 PAYLOAD = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -54,3 +61,24 @@ def sample_dir(tmp_path_factory) -> Path:
 def built(sample_dir, tmp_path_factory) -> BuildReport:
     out = tmp_path_factory.mktemp("built") / "site"
     return build_site(sample_dir, out, protocol_versions={})
+
+
+def zoo_sample() -> list[dict]:
+    """Three methods x three students x three seeds, and one row with too few seeds."""
+    records = zoo_records()
+    records.append(make_record(method="dkd", subject="shapes-vit-small", seed=0))
+    return records
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("zoo-records")
+    write_records(folder, zoo_sample())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def zoo_built(zoo_dir, tmp_path_factory) -> BuildReport:
+    """A site whose fewshot table has (method, student) rows and device records per student."""
+    out = tmp_path_factory.mktemp("zoo-built") / "site"
+    return build_site(zoo_dir, out, protocol_versions={})

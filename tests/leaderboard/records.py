@@ -1,7 +1,8 @@
 """Synthetic result records for the leaderboard's tests and benchmark.
 
-The records follow the protocols' conventions: headline metrics flagged, ``subject`` naming
-the scored backbone, device records with a fingerprint and a null energy with its reason.
+The records follow the protocols' conventions: headline metrics flagged, ``student`` naming
+the run's student and ``subject`` the scored backbone (the student, or the teacher for
+teacher rows), device records with a fingerprint and a null energy with its reason.
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ METRICS: dict[str, tuple[tuple[str, str | None, bool, bool], ...]] = {
         ("latency_p90_ms", "ms", False, False),
         ("throughput_ips", "images/s", True, False),
         ("params_m", "M", False, False),
+        ("gflops", "GFLOPs", False, False),
         ("energy_mj_per_image", "mJ/image", False, True),
     ),
 }
+
+#: The teacher of every synthetic record.
+TEACHER = "shapes-teacher"
+#: The student of a record that scores the teacher (the suite's default student).
+DEFAULT_STUDENT = "shapes-vit-tiny"
 
 #: Backbones and their cost: (params in millions, latency in ms on the CPU).
 BACKBONES = {
@@ -94,6 +101,7 @@ def default_metrics(
                 "latency_p90_ms": latency * 1.2,
                 "throughput_ips": 1000 / latency,
                 "params_m": params,
+                "gflops": round(0.35 * params**1.2, 6),
                 "energy_mj_per_image": 30 * latency if gpu else None,
             }
             value = values.get(name)
@@ -138,6 +146,7 @@ def make_record(
     smoke: bool = False,
     status: str = "ok",
     subject: str | None = "shapes-vit-tiny",
+    student: str | None = "",
     metrics: list[dict[str, Any]] | None = None,
     fingerprint: dict[str, Any] | None = None,
     run_id: str | None = None,
@@ -146,18 +155,22 @@ def make_record(
     url: str | None = None,
     config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A valid record as a dict; every argument changes one field."""
+    """A valid record as a dict; every argument changes one field.
+
+    ``student`` is the run's student: by default the ``subject`` (or
+    :data:`DEFAULT_STUDENT` when the subject is the teacher); None for no student component.
+    """
     config = {"episodes": 100, "suite": suite} if config is None else config
     components: dict[str, Any] = {
         "protocol": {"name": protocol, "distribution": "kdbench", "version": "0.1.0"},
     }
+    if student == "":
+        student = None if subject is None else (DEFAULT_STUDENT if subject == TEACHER else subject)
     if subject is not None:
         components["subject"] = {"name": subject, "distribution": "kdbench", "version": "0.1.0"}
-        components["teacher"] = {
-            "name": "shapes-teacher",
-            "distribution": "kdbench",
-            "version": "0.1.0",
-        }
+        components["teacher"] = {"name": TEACHER, "distribution": "kdbench", "version": "0.1.0"}
+    if student is not None:
+        components["student"] = {"name": student, "distribution": "kdbench", "version": "0.1.0"}
     if protocol == "device" and fingerprint is None:
         fingerprint = CPU
     record: dict[str, Any] = {
@@ -165,7 +178,7 @@ def make_record(
         "run_id": run_id
         or hashlib.sha256(
             f"{suite}/{protocol}/{version}/{method}/{method_version}/{seed}/{smoke}/"
-            f"{json.dumps(fingerprint, sort_keys=True)}".encode()
+            f"{json.dumps(fingerprint, sort_keys=True)}{_student_part(subject, student)}".encode()
         ).hexdigest()[:32],
         "created_at": created_at,
         "status": status,
@@ -211,10 +224,24 @@ def make_record(
     return record
 
 
+def _student_part(subject: str | None, student: str | None) -> str:
+    """What a record's student adds to its run id and file name: nothing for the default
+    student (or none), else ``@student`` (``@subject@student`` when the subject is another
+    backbone than the student and the teacher)."""
+    if student is None or (student == DEFAULT_STUDENT and subject in (student, TEACHER)):
+        return ""
+    return f"@{student}" if subject in (student, TEACHER) else f"@{subject}@{student}"
+
+
 def record_path(record: dict[str, Any]) -> str:
-    """The runner's layout: ``<suite>/<protocol>/<method>-seed<seed>[.smoke].json``."""
+    """The runner's layout: ``<suite>/<protocol>/<method>[@student]-seed<seed>[.smoke].json``
+    (plus the protocol version and the device, so synthetic records never share a path)."""
     smoke = ".smoke" if record.get("smoke") else ""
     method = record["method"]["name"]
+    components = record.get("components", {})
+    subject = components.get("subject", {}).get("name")
+    student = components.get("student", {}).get("name")
+    method += _student_part(subject, student)
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in method)
     device = ""
     if record.get("device_fingerprint") is not None:
@@ -271,4 +298,36 @@ def leaderboard_records(
                                 fingerprint=fingerprint,
                             )
                         )
+    return out
+
+
+def zoo_records(
+    students: tuple[str, ...] = ("shapes-vit-tiny", "shapes-vit-small", "shapes-vit-base"),
+    methods: tuple[str, ...] = ("supervised", "kd", "fitnets"),
+    seeds: int = 3,
+    fingerprints: tuple[dict[str, Any], ...] = (CPU, GPU),
+) -> list[dict[str, Any]]:
+    """A fewshot leaderboard of method x student x seed, the teacher row, and a device record
+    of every student (method ``student``) and of the teacher on each fingerprint."""
+    out = [
+        make_record(method=method, subject=student, seed=seed)
+        for method in methods
+        for student in students
+        for seed in range(seeds)
+    ]
+    out += [
+        make_record(method="teacher", subject=TEACHER, seed=seed, reference=True)
+        for seed in range(seeds)
+    ]
+    for fingerprint in fingerprints:
+        for subject in (*students, TEACHER):
+            out.append(
+                make_record(
+                    protocol="device",
+                    method="teacher" if subject == TEACHER else "student",
+                    subject=subject,
+                    reference=True,
+                    fingerprint=fingerprint,
+                )
+            )
     return out

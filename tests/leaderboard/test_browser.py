@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from kdbench.leaderboard.budgets import table_budgets
+from kdbench.leaderboard.costs import device_costs
+from kdbench.leaderboard.formatting import format_number
 from tests.leaderboard.conftest import PAYLOAD
 
 pytestmark = pytest.mark.browser
@@ -135,4 +138,85 @@ def test_tables_read_in_order_without_javascript(browser, built):
     expected = next(t for t in built.tables if (t.suite, t.protocol) == ("embedded", "fewshot"))
     rows = page.locator("#t-fewshot-v1 tbody th.method a").all_inner_texts()
     assert rows == [row.method for row in expected.rows]
+    context.close()
+
+
+def _open(browser, path, javascript=True):
+    context = browser.new_context(java_script_enabled=javascript)
+    page = context.new_page()
+    page.set_default_timeout(5000)
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(path.resolve().as_uri())
+    return context, page, errors, requests
+
+
+def test_the_student_filter_keeps_one_students_rows_and_the_teacher(browser, zoo_built):
+    path = zoo_built.out / "protocols" / "embedded" / "fewshot.html"
+    context, page, errors, requests = _open(browser, path)
+    table = "t-fewshot-v1"
+    rows = next(t for t in zoo_built.tables if t.protocol == "fewshot").rows
+    page.locator(f'select.student-filter[data-table="{table}"]').select_option(
+        label="shapes-vit-small"
+    )
+    shown = list(zip(_column(page, table, 1), _column(page, table, 2), strict=True))
+    expected = [r for r in rows if r.student in ("shapes-vit-small", None)]
+    assert [(m.removesuffix(" reference"), s) for m, s in shown] == [
+        (r.method, r.student or "–") for r in expected
+    ]
+    assert page.locator(".table-count").first.inner_text() == f"{len(expected)} of {len(rows)} rows"
+    page.locator(f'input.table-filter[data-table="{table}"]').fill("fitnets")
+    assert list(zip(_column(page, table, 1), _column(page, table, 2), strict=True)) == [
+        ("fitnets", "shapes-vit-small")
+    ]
+    page.locator(f'select.student-filter[data-table="{table}"]').select_option(value="")
+    assert sorted(_column(page, table, 2)) == [
+        "shapes-vit-base",
+        "shapes-vit-small",
+        "shapes-vit-tiny",
+    ]
+    assert errors == [] and all(url.startswith("file://") for url in requests)
+    context.close()
+
+
+def test_the_budget_control_shows_the_best_row_for_the_chosen_limits(browser, zoo_built, tmp_path):
+    path = zoo_built.out / "fronts" / "embedded" / "fewshot.html"
+    context, page, errors, requests = _open(browser, path)
+    table = next(t for t in zoo_built.tables if t.protocol == "fewshot")
+    views = table_budgets(table, device_costs(zoo_built.intake.ranked))
+    picker = page.locator(".budget-picker").first
+    assert picker.is_visible()
+    view = views[0]
+    assert (
+        picker.locator(".budget-answer")
+        .inner_text()
+        .endswith(view.best[0][0].row.label + " " + format_number(view.best[0][0].score))
+    )
+    i, j = len(view.latency_options) - 2, 1  # a latency limit and the smallest parameter limit
+    picker.locator("select.budget-latency").select_option(str(i))
+    picker.locator("select.budget-params").select_option(str(j))
+    pick = view.best[i][j]
+    answer = picker.locator(".budget-answer").inner_text()
+    assert answer.startswith("Latency p50 ≤ ") and ", parameters ≤ " in answer
+    assert answer.endswith(f"{pick.row.label} {format_number(pick.score)}" if pick else ": ")
+    marked = page.locator("table.budget-table").first.locator("td.picked")
+    assert marked.count() == 1
+    assert marked.get_attribute("data-latency") == str(i)
+    assert marked.get_attribute("data-params") == str(j)
+    shot = tmp_path / "fronts-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    keep = os.environ.get("KDBENCH_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, Path(keep) / shot.name)
+    assert errors == [] and all(url.startswith("file://") for url in requests)
+    context.close()
+
+    context, page, errors, _ = _open(browser, path, javascript=False)
+    assert not page.locator(".budget-picker").first.is_visible()
+    assert page.locator("table.budget-table").first.is_visible()
+    assert page.locator("table.budget-table td.picked").count() == 0
     context.close()

@@ -342,3 +342,52 @@ def test_build_output_shows_escape_codes_as_text(tmp_path):
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "\\x1b]0;owned\\x07" in result.stderr
+
+
+def test_a_hostile_student_name_is_text_everywhere_and_never_a_formula(tmp_path):
+    from tests.leaderboard.conftest import PAYLOAD
+    from tests.leaderboard.pages import parse
+
+    formula = '=HYPERLINK("http://x","y")'
+    records = [
+        make_record(method=method, subject=student, seed=seed)
+        for method in ("supervised", "kd")
+        for student in (PAYLOAD, formula)
+        for seed in (0, 1)
+    ]
+    records += [
+        make_record(protocol="device", method="student", subject=student, reference=True, seed=seed)
+        for student in (PAYLOAD, formula)
+        for seed in (0,)
+    ]
+    write_records(tmp_path / "records", records)
+    out = tmp_path / "site"
+    report = _build(tmp_path / "records", out)
+    assert not report.intake.unranked and len(report.intake.ranked) == len(records)
+    fewshot = next(t for t in report.tables if t.protocol == "fewshot")
+    assert sorted(r.student for r in fewshot.rows) == sorted([PAYLOAD, formula] * 2)
+    pages = {
+        "protocol": out / "protocols" / "embedded" / "fewshot.html",
+        "fronts": out / "fronts" / "embedded" / "fewshot.html",
+        "method": out / "methods" / "kd.html",
+    }
+    for name, path in pages.items():
+        source = path.read_text(encoding="utf-8")
+        assert "<script>alert" not in source and "<img src=x" not in source, name
+        tree = parse(source)
+        assert not tree.find_all("img") and all(s.attrs.get("src") for s in tree.find_all("script"))
+        assert PAYLOAD in tree.all_text, name
+    protocol = parse(pages["protocol"])
+    rows = protocol.by_id("t-fewshot-v1").find_all("tbody")[0].find_all("tr")
+    assert {tr.attrs["data-student"] for tr in rows} == {PAYLOAD, formula}
+    options = [o.attrs["value"] for o in protocol.find_all("option")]
+    assert f"@{PAYLOAD}" in options and f"@{formula}" in options
+    svg = pages["fronts"].read_text(encoding="utf-8")
+    assert "kd · &lt;script&gt;alert(" in svg  # the point label, escaped
+    runs = list((out / "runs").glob("*.html"))
+    assert any(PAYLOAD in parse(p).all_text for p in runs)
+    rows = list(csv.DictReader(io.StringIO((out / "data" / "leaderboard.csv").read_text())))
+    students = {r["student"] for r in rows}
+    assert students == {PAYLOAD, "'" + formula}
+    baselines = {r["baseline"] for r in rows if r["baseline"]}
+    assert baselines == {f"supervised · {PAYLOAD} 0.1.0", f"supervised · {formula} 0.1.0"}

@@ -111,7 +111,7 @@ def test_lower_is_better_tables_start_with_the_lowest_and_devices_are_never_mixe
     assert len(tables) == 2  # one per fingerprint
     for table in tables:
         rows = table_cells(page, table.attrs["id"])
-        latency = [float(r[3].split()[0]) for r in rows]
+        latency = [float(r[4].split()[0]) for r in rows]  # rank, method, student, version
         assert latency == sorted(latency)
 
 
@@ -132,8 +132,9 @@ def test_plugin_text_is_escaped_everywhere(built):
         source = path.read_text(encoding="utf-8")
         assert "<script>alert" not in source and "<img src=x" not in source
         tree = parse(source)
-        scripts = tree.find_all("script")
-        assert [s.attrs.get("src", "").rsplit("/", 1)[-1] for s in scripts] == ["tables.js"]
+        scripts = [s.attrs.get("src", "").rsplit("/", 1)[-1] for s in tree.find_all("script")]
+        fronts = path.relative_to(out).parts[0] == "fronts"
+        assert scripts == (["tables.js", "budget.js"] if fronts else ["tables.js"])
         assert not tree.find_all("img")
         for element in tree.find_all("a") + tree.find_all("td") + tree.find_all("th"):
             assert not any(name.startswith("on") for name in element.attrs)
@@ -200,13 +201,16 @@ def test_downloads_hold_the_tables(built):
 
 
 def test_score_tables_get_cost_plots_per_device(built):
-    page = (built.out / "protocols" / "embedded" / "fewshot.html").read_text()
+    page = (built.out / "fronts" / "embedded" / "fewshot.html").read_text()
     tree = parse(page)
     svgs = tree.find_all("svg")
-    # latency and energy on two devices, parameters once
-    assert len(svgs) == 4
+    # parameters and FLOPs once, latency on two devices, energy on the GPU only
+    assert len(svgs) == 5
     assert "No energy measured for these backbones on Test CPU 8-core" in page
-    assert page.count('class="frontier"') + page.count('class="mark front"') >= 4
+    assert page.count('class="frontier"') + page.count('class="mark front"') >= 5
+    protocol_page = (built.out / "protocols" / "embedded" / "fewshot.html").read_text()
+    assert 'href="../../fronts/embedded/fewshot.html#fewshot-v1"' in protocol_page
+    assert not (built.out / "fronts" / "embedded" / "device.html").exists()
     assert not parse(built.out / "protocols" / "embedded" / "device.html").find_all("svg")
 
 
