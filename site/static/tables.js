@@ -2,8 +2,11 @@
  *
  * A table with class "lb-table" gets a button in each header cell whose data-type is
  * "number" or "text". Cells sort by their data-sort attribute (else their text); empty
- * values always go last. A number column first sorts best-first (data-better). An
- * <input class="table-filter" data-table="ID"> shows only the rows containing its text.
+ * values always go last. A number column first sorts best-first (data-better). In a
+ * <div class="table-tools">, an <input class="table-filter" data-table="ID"> shows only the
+ * rows containing its text, and a <select class="student-filter" data-table="ID"> only the
+ * rows whose data-student is the chosen student (option values are "@" + the name, "" for
+ * all; rows without a student, the teacher's, stay as context); both apply together.
  */
 (function () {
   "use strict";
@@ -68,32 +71,40 @@
     });
   }
 
-  function setUpFilter(input) {
-    var table = document.getElementById(input.getAttribute("data-table"));
+  function setUpFilters(tools) {
+    var input = tools.querySelector("input.table-filter");
+    var student = tools.querySelector("select.student-filter");
+    var owner = input || student;
+    if (!owner) return;
+    var table = document.getElementById(owner.getAttribute("data-table"));
     if (!table || !table.tBodies.length) return;
-    var tools = input.closest(".table-tools");
-    var count = tools ? tools.querySelector(".table-count") : null;
+    var count = tools.querySelector(".table-count");
     var rows = Array.prototype.slice.call(table.tBodies[0].rows);
     function apply() {
-      var words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
+      var words = input ? input.value.toLowerCase().split(/\s+/).filter(Boolean) : [];
+      var chosen = student ? student.value : "";
       var shown = 0;
       rows.forEach(function (row) {
         var text = row.textContent.toLowerCase();
         var match = words.every(function (word) { return text.indexOf(word) !== -1; });
+        if (match && chosen !== "" && row.hasAttribute("data-student")) {
+          match = "@" + row.getAttribute("data-student") === chosen;
+        }
         row.hidden = !match;
         if (match) shown += 1;
       });
       if (count) count.textContent = shown + " of " + rows.length + " rows";
     }
-    input.addEventListener("input", apply);
-    if (tools) tools.hidden = false;
+    if (input) input.addEventListener("input", apply);
+    if (student) student.addEventListener("change", apply);
+    tools.hidden = false;
     apply();
   }
 
   function init() {
     document.documentElement.classList.add("js");
     Array.prototype.forEach.call(document.querySelectorAll("table.lb-table"), setUpSorting);
-    Array.prototype.forEach.call(document.querySelectorAll("input.table-filter"), setUpFilter);
+    Array.prototype.forEach.call(document.querySelectorAll(".table-tools"), setUpFilters);
   }
 
   if (document.readyState === "loading") {
