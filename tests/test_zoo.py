@@ -2,6 +2,8 @@
 size, trains, spans the FLOPs range, loads weights, and every registered distillation loss
 runs with it against the Shapes teacher."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -26,6 +28,7 @@ ZOO = (
 )
 VITS = ("shapes-vit-xs", "shapes-student", "shapes-vit-m")
 CLASSES = 3
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 
 
 def build(name, **options):
@@ -83,10 +86,19 @@ def test_layer_dims_probe_leaves_batchnorm_statistics_and_modes_alone():
     assert b.training and not b.model.stages[0].body[1].training
 
 
-def test_the_zoo_spans_ten_times_in_flops_at_32_px():
+def test_the_zoo_spans_ten_times_in_flops_at_32_px_as_its_docs_say():
     flops = {n: count_flops(build(n).eval(), torch.rand(1, 3, 32, 32)).flops for n in ZOO}
     assert max(flops.values()) >= 10 * min(flops.values())
     params = {n: count_params(build(n)) for n in ZOO}
+    table = {
+        row[0]: (int(row[-2].replace(",", "")), float(row[-1]))
+        for row in (
+            [cell.strip(" `") for cell in line.strip("|").split("|")]
+            for line in DOCS.read_text().splitlines()
+            if line.startswith("| `shapes-")
+        )
+    }
+    assert {n: table[n] for n in ZOO} == {n: (params[n], round(flops[n] / 1e6, 1)) for n in ZOO}
     assert params["shapes-thriftynet"] < 20_000  # one shared convolution: a tiny budget
     assert params["shapes-mobilevit"] < params["shapes-resnet12"]
     assert flops["shapes-mobilevit"] < flops["shapes-resnet12"]
