@@ -39,6 +39,26 @@ def kdbench_register_students(register: Register) -> None:
         name="shapes-student",
         description="Shapes world student: ViT, 4 blocks x 64, patch 4, 32 px.",
     )
+    for target, name, description in (
+        ("vit:shapes_vit_xs", "shapes-vit-xs", "Shapes ViT-XS: 4 blocks x 32, patch 4, 32 px."),
+        ("vit:shapes_vit_m", "shapes-vit-m", "Shapes ViT-M: 6 blocks x 96, patch 4, 32 px."),
+        (
+            "mobilevit:shapes_mobilevit",
+            "shapes-mobilevit",
+            "MobileViT-style hybrid from timm's blocks at Shapes scale: 8x8 map, 192 features.",
+        ),
+        (
+            "resnet12:shapes_resnet12",
+            "shapes-resnet12",
+            "ResNet-12 (few-shot literature) at widths 16-32-64-128: 4x4 map, 128 features.",
+        ),
+        (
+            "thriftynet:shapes_thriftynet",
+            "shapes-thriftynet",
+            "ThriftyNet-style recursive CNN: one 3x3 conv of 32 filters applied 10 times.",
+        ),
+    ):
+        register(f"kdbench.models.zoo.{target}", name=name, description=description)
     register("kdbench.models.backbone:timm_backbone", name="timm:*", description=TIMM_HELP)
 
 

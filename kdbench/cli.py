@@ -176,6 +176,29 @@ def run_command(
         raise typer.Exit(1)
 
 
+@app.command("compare")
+@user_errors
+def compare_command(
+    a: str = typer.Argument(..., help="Row A: METHOD or METHOD@STUDENT, e.g. kd@shapes-mobilevit."),
+    b: str = typer.Argument(..., help="Row B, e.g. supervised@shapes-resnet12."),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="The protocol both rows ran."),
+    records: Path = typer.Option(Path("results"), "--records", help="Folder of records."),
+    metric: list[str] = typer.Option(
+        None, "--metric", help="Metric to compare (repeatable). Default: the headline ones."
+    ),
+) -> None:
+    """Compare two rows seed by seed: A - B with a 95% CI over the seeds both ran, and
+    their students' device costs.
+
+    Example: kdbench compare kd@shapes-mobilevit supervised@shapes-resnet12 -p fewshot
+    --records leaderboards/
+    """
+    from kdbench.compare import compare, format_comparison
+    from kdbench.terminal import printable
+
+    typer.echo(printable(format_comparison(compare(records, protocol, a, b, metric or None))))
+
+
 @app.command("validate")
 def validate_command(
     paths: list[Path] = typer.Argument(..., help="Record files or folders (searched for *.json)."),

@@ -33,6 +33,7 @@ from kdbench.distillation import Needs, RecipeStep, build_losses, needs_of, teac
 from kdbench.errors import ConfigError
 from kdbench.losses.base import LossShapes
 from kdbench.methods import Recipe
+from kdbench.models.backbone import Backbone
 from kdbench.registry import Registry
 from kdbench.results import ComponentRef
 from kdbench.train import TrainConfig, fit
@@ -120,6 +121,19 @@ def loss_components(registry: Registry, recipe: Recipe) -> dict[str, ComponentRe
     }
 
 
+def loss_shapes(backbone: Backbone, teacher: TeacherSource | None, num_classes: int) -> LossShapes:
+    """The sizes a recipe's losses build their projectors from, for ``backbone`` as the
+    student and ``teacher`` (``None``: no teacher)."""
+    return LossShapes(
+        student_dim=backbone.embed_dim,
+        teacher_dim=teacher.embed_dim if teacher is not None else None,
+        num_classes=num_classes,
+        student_layers=backbone.num_layers,
+        teacher_layers=teacher.num_layers if teacher is not None else 1,
+        student_layer_dims=backbone.layer_dims,
+    )
+
+
 def train_student(
     model: nn.Module,
     recipe: Recipe,
@@ -156,14 +170,7 @@ def train_student(
             )
 
     started = time.perf_counter()
-    backbone = model.backbone
-    shapes = LossShapes(
-        student_dim=backbone.embed_dim,
-        teacher_dim=teacher.embed_dim if teacher is not None else None,
-        num_classes=data.num_classes,
-        student_layers=backbone.num_layers,
-        teacher_layers=teacher.num_layers if teacher is not None else 1,
-    )
+    shapes = loss_shapes(model.backbone, teacher, data.num_classes)
     terms = build_losses(registry, recipe, shapes)
     needs = needs_of(terms)
     notes: list[str] = []

@@ -23,11 +23,23 @@ def _isolated(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def _smoke_world_weights(tmp_path_factory):
-    from kdbench.world.pretrain import PretrainConfig, pretrain
+    from kdbench.plugins import get_registry
+    from kdbench.world.pretrain import PretrainConfig, pretrain, pretrain_students
 
     out = tmp_path_factory.mktemp("world-weights")
     pretrain(out, PretrainConfig.smoke(), log=lambda _: None)
+    pretrain_students(ZOO, get_registry(), out, PretrainConfig.smoke(), log=lambda _: None)
     return out
+
+
+ZOO = [
+    "shapes-vit-xs",
+    "shapes-vit-m",
+    "shapes-mobilevit",
+    "shapes-resnet12",
+    "shapes-thriftynet",
+]
+"""The embedded student zoo besides ``shapes-student`` (weights made by the fixture)."""
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from kdbench.hookspecs import hookimpl
 from kdbench.methods import KD, STUDENT
 from kdbench.record_files import load_record
 from kdbench.world.models import build_vit
+from tests.conftest import ZOO
 
 
 def narrow_student(**options):
@@ -127,3 +128,48 @@ def test_the_run_command_takes_repeatable_students(world_weights, tmp_path):
 
 def test_the_student_reference_row_is_a_student_subject():
     assert STUDENT.reference and STUDENT.student is None
+
+
+# -- the zoo through every protocol ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("student", ZOO)
+def test_every_zoo_student_runs_every_protocol(world_weights, tmp_path, student):
+    """At smoke scale: distill (from the student's pretrained weights), the base stage of
+    fewshot and segmentation and oneclass's text-space stage (from random weights), and
+    device; plus the student as shipped, measured by device."""
+    registry = plugins.get_registry()
+    units, _ = runner.plan(registry, methods=["kd", "student"], students=[student], smoke=True)
+    assert {(u.protocol.name, u.row) for u in units} >= {
+        (p, f"kd@{student}") for p in ("distill", "fewshot", "oneclass", "segmentation")
+    } | {("device", f"student@{student}")}
+    report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)
+    assert not report.failed, [(o.unit.label, o.message) for o in report.failed]
+    for protocol in ("distill", "fewshot", "oneclass", "segmentation"):
+        record = load_record(tmp_path / f"embedded/{protocol}/kd@{student}-seed0.smoke.json")
+        assert record.components["student"].name == student
+        head = next(m for m in record.metrics if m.headline)
+        assert head.value is not None, (protocol, head)
+    device = load_record(tmp_path / f"embedded/device/student@{student}-seed0.smoke.json")
+    assert device.components["subject"].name == student
+
+
+def test_pretrain_students_adds_to_the_manifest_and_refuses_the_world_models(tmp_path):
+    from kdbench.errors import ConfigError
+    from kdbench.world.models import find_weights
+    from kdbench.world.pretrain import PretrainConfig, pretrain_students
+
+    registry = plugins.get_registry()
+    config = PretrainConfig.smoke()
+    manifest = pretrain_students(["shapes-vit-xs"], registry, tmp_path, config, log=print)
+    manifest = pretrain_students(["shapes-thriftynet"], registry, tmp_path, config, log=print)
+    assert set(manifest["models"]) == {"shapes-vit-xs", "shapes-thriftynet"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KDBENCH_WORLD_WEIGHTS", str(tmp_path))
+        assert find_weights("shapes-vit-xs") == tmp_path / "shapes-vit-xs.safetensors"
+        backbone = registry.get("students", "shapes-vit-xs").load()()  # loads, sha256 checked
+        assert backbone.name == "shapes-vit-xs"
+    with pytest.raises(ConfigError, match="world's own models"):
+        pretrain_students(["shapes-student"], registry, tmp_path, config)
+    with pytest.raises(UnknownComponentError):
+        pretrain_students(["shapes-vit-xxs"], registry, tmp_path, config)

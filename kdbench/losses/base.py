@@ -32,6 +32,15 @@ class LossShapes:
     num_classes: int
     student_layers: int = 1
     teacher_layers: int = 1
+    student_layer_dims: tuple[int, ...] = ()
+    """Width of each of the student's ``student_layers`` layers; empty when unknown, which
+    losses read as every layer at ``student_dim`` (true of ViTs, not of CNNs)."""
+
+    def student_layer_dim(self, index: int) -> int:
+        """Width of the student's layer ``index`` (negative counts from the end)."""
+        if not self.student_layer_dims:
+            return self.student_dim
+        return self.student_layer_dims[index % len(self.student_layer_dims)]
 
 
 class DistillationLoss(nn.Module):

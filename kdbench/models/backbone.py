@@ -92,6 +92,21 @@ class Backbone(nn.Module):
             tokens = self.features(probe, tokens=True).tokens
         return int(tokens.shape[-2]), int(tokens.shape[-1])
 
+    @property
+    def layer_dims(self) -> tuple[int, ...]:
+        """The width of every intermediate layer ``features(layers=...)`` can return (all
+        ``embed_dim`` for a ViT; growing with depth for a CNN)."""
+        modes = {module: module.training for module in self.modules()}
+        self.eval()  # a probe in training mode would move BatchNorm statistics
+        try:
+            with torch.no_grad():
+                probe = torch.zeros(1, 3, *self.input_size, device=self._mean.device)
+                layers = self.features(probe, layers=range(self.num_layers)).layers
+        finally:
+            for module, training in modes.items():
+                module.training = training
+        return tuple(int(layer.shape[1]) for layer in layers)
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,

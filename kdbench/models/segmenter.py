@@ -22,9 +22,19 @@ from kdbench.models.heads import SegmentationHead
 
 
 def token_maps(backbone: Backbone, images: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
-    """(N, D, h, w): the final token map, or the maps of ``layers`` concatenated along D."""
+    """(N, D, h, w): the final token map, or the maps of ``layers`` concatenated along D
+    (a CNN's coarser maps upsampled bilinearly to the finest grid among them first)."""
     f = backbone.features(images, tokens=not layers, layers=layers)
-    return f.tokens if not layers else torch.cat(f.layers, dim=1)
+    if not layers:
+        return f.tokens
+    grid = max((tuple(m.shape[-2:]) for m in f.layers), key=lambda hw: hw[0] * hw[1])
+    maps = [
+        m
+        if tuple(m.shape[-2:]) == grid
+        else F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
+        for m in f.layers
+    ]
+    return torch.cat(maps, dim=1)
 
 
 @torch.no_grad()

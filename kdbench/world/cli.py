@@ -40,25 +40,38 @@ def pretrain_command(
     smoke: bool = typer.Option(False, "--smoke", help="Seconds-long training, for testing."),
     device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda'..."),
     progress: bool | None = typer.Option(None, "--progress/--no-progress"),
+    student: list[str] = typer.Option(
+        None,
+        "--student",
+        help="Pretrain this registered student (repeatable; `kdbench ls students`) instead of "
+        "the world's own models.",
+    ),
 ) -> None:
     """Train the Shapes teacher, student and text tower on the base split.
 
     Writes teacher.safetensors, student.safetensors, text.safetensors and manifest.json.
-    Models in the cache are used instead of the ones shipped with kdbench.
+    With --student, trains those students from random weights the way the Shapes student is
+    trained, as NAME.safetensors beside them (added to the manifest). Models in the cache
+    are used instead of the ones shipped with kdbench.
 
     Example: kdbench world pretrain --device cuda
+    Example: kdbench world pretrain --student shapes-mobilevit
     """
     from kdbench.runtime import make_progress, resolve_device
-    from kdbench.world.pretrain import PretrainConfig, pretrain
+    from kdbench.world.pretrain import PretrainConfig, pretrain, pretrain_students
 
     config = PretrainConfig.smoke() if smoke else PretrainConfig()
-    manifest = pretrain(
-        out,
-        config,
-        device=resolve_device(device),
-        progress=make_progress(progress),
-        log=lambda m: typer.echo(m, err=True),
-    )
+    options = {
+        "device": resolve_device(device),
+        "progress": make_progress(progress),
+        "log": lambda m: typer.echo(m, err=True),
+    }
+    if student:
+        from kdbench.plugins import get_registry
+
+        manifest = pretrain_students(list(student), get_registry(), out, config, **options)
+    else:
+        manifest = pretrain(out, config, **options)
     typer.echo(json.dumps(manifest["models"], indent=2))
 
 

@@ -56,22 +56,27 @@ def find_weights(name: str) -> Path:
     )
 
 
-def build_vit(role: str, img_size: int = IMAGE_SIZE) -> Backbone:
-    """A randomly initialised Shapes ViT (``role`` is 'teacher' or 'student')."""
+def vit_backbone(name: str, arch: dict[str, int], img_size: int = IMAGE_SIZE) -> Backbone:
+    """A randomly initialised ViT of the Shapes family (patch 4, MLP ratio 4, class token)
+    with ``arch``'s ``embed_dim``, ``depth`` and ``num_heads``."""
     from timm.models.vision_transformer import VisionTransformer
 
-    if role not in ARCHS:
-        raise ValueError(f"role must be one of {sorted(ARCHS)}, not {role!r}")
     model = VisionTransformer(
         img_size=img_size,
         patch_size=PATCH_SIZE,
         num_classes=0,
         mlp_ratio=4.0,
         global_pool="token",
-        **ARCHS[role],
+        **arch,
     )
-    preprocess = Preprocess(input_size=(img_size, img_size))
-    return Backbone(model, f"shapes-vit-{role}", preprocess)
+    return Backbone(model, name, Preprocess(input_size=(img_size, img_size)))
+
+
+def build_vit(role: str, img_size: int = IMAGE_SIZE) -> Backbone:
+    """A randomly initialised Shapes ViT (``role`` is 'teacher' or 'student')."""
+    if role not in ARCHS:
+        raise ValueError(f"role must be one of {sorted(ARCHS)}, not {role!r}")
+    return vit_backbone(f"shapes-vit-{role}", ARCHS[role], img_size)
 
 
 def _fit_pos_embed(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -132,7 +137,16 @@ def world_backbone(
     backbone = build_vit(role, img_size)
     if not pretrained and weights is None:
         return backbone
-    path = Path(weights) if weights is not None else find_weights(role)
+    return load_world_weights(backbone, role, weights, f"the Shapes {role} ViT")
+
+
+def load_world_weights(
+    backbone: Backbone, name: str, weights: str | Path | None, what: str
+) -> Backbone:
+    """Load the ``backbone.*`` tensors of ``weights`` (default: the world weights file
+    ``name``, see :func:`find_weights`) into ``backbone``, position embeddings resampled
+    to its image size; ``what`` names the model in errors."""
+    path = Path(weights) if weights is not None else find_weights(name)
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
     state = split_state(load_file(path), "backbone.")
@@ -142,7 +156,7 @@ def world_backbone(
         backbone.model.load_state_dict(_fit_pos_embed(state, backbone.model))
     except RuntimeError as error:
         raise WeightsError(
-            f"{path} does not fit the Shapes {role} ViT: {' '.join(str(error).split())[:400]}"
+            f"{path} does not fit {what}: {' '.join(str(error).split())[:400]}"
         ) from None
     return backbone
 

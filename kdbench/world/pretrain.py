@@ -25,6 +25,7 @@ from torch import nn
 
 from kdbench.atomic import atomic_save, atomic_write_text
 from kdbench.cache import tensor_digest
+from kdbench.errors import ConfigError
 from kdbench.seeding import seed_everything
 from kdbench.train import TrainConfig, fit, predict
 from kdbench.world.models import (
@@ -123,6 +124,108 @@ def _save(path: Path, tensors: dict[str, torch.Tensor]) -> str:
     return tensor_digest(half)
 
 
+def _pretrain_classifier(
+    backbone: nn.Module,
+    name: str,
+    data: tuple[Any, Any],
+    epochs: int,
+    lr: float,
+    config: PretrainConfig,
+    out: Path,
+    device: str,
+    progress: Callable[..., Any] | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Train ``backbone`` with a linear head on the base classes, write
+    ``<name>.safetensors`` to ``out``; returns its manifest entry."""
+    train, val = data
+    step = Classify(backbone, train.num_classes)
+    checkpoint = out / f".{name}-checkpoint.pt"
+    result = fit(
+        step,
+        (train.images, train.labels),
+        TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=lr, seed=config.seed),
+        device=device,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc=f"pretrain {name}",
+    )
+    checkpoint.unlink(missing_ok=True)
+    acc = accuracy(predict(step.logits, val.images, device=device), val.labels)
+    log(f"{name}: base-split val accuracy {acc:.2f}% ({result.seconds:.0f} s)")
+    state = {f"backbone.{k}": v for k, v in step.backbone.model.state_dict().items()}
+    state.update({f"base_head.{k}": v for k, v in step.head.state_dict().items()})
+    return {
+        "base_val_top1": round(acc, 2),
+        "train_seconds": round(result.seconds, 1),
+        "params": sum(p.numel() for p in step.backbone.parameters()),
+        "sha256": _save(out / f"{name}.safetensors", state),
+    }
+
+
+def _render_base(config: PretrainConfig, log: Callable[[str], None]) -> tuple[Any, Any]:
+    world = ShapesWorld()
+    log(
+        f"rendering {config.train_per_class} train + {config.val_per_class} val images per "
+        f"base class ({len(world.classes('base'))} classes)"
+    )
+    train = world.images("base", config.train_per_class, config.seed, "pretrain/train")
+    val = world.images("base", config.val_per_class, config.seed, "pretrain/val")
+    return train, val
+
+
+WORLD_ROLES = {"shapes-teacher": "teacher", "shapes-student": "student"}
+"""Registered names whose weights :func:`pretrain` makes (as ``<role>.safetensors``)."""
+
+
+def pretrain_students(
+    names: list[str],
+    registry: Any,
+    out: Path | None = None,
+    config: PretrainConfig | None = None,
+    device: str = "cpu",
+    progress: Callable[..., Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Pretrain registered students from random weights on the base split, the way the
+    Shapes student is (its epochs and learning rate), as ``<name>.safetensors`` beside the
+    world's other weights; their entries are added to the ``manifest.json`` there (the
+    other entries are kept). Returns the manifest."""
+    config = config or PretrainConfig()
+    out = Path(out) if out is not None else weights_dir()
+    for name in names:
+        if name in WORLD_ROLES:
+            raise ConfigError(
+                f"{name} is one of the world's own models: `kdbench world pretrain` without "
+                "--student trains it"
+            )
+        registry.get("students", name)  # unknown names fail before any work
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "manifest.json"
+    manifest = _read_manifest(out) or {"world_version": WORLD_VERSION, "models": {}}
+    seed_everything(config.seed)
+    data = _render_base(config, log)
+    for name in names:
+        seed_everything(config.seed)
+        backbone = registry.get("students", name).load()(pretrained=False)
+        entry = _pretrain_classifier(
+            backbone,
+            name,
+            data,
+            config.student_epochs,
+            config.student_lr,
+            config,
+            out,
+            device,
+            progress,
+            log,
+        )
+        entry["config"] = asdict(config)
+        manifest["models"][name] = entry
+        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
 def pretrain(
     out: Path | None = None,
     config: PretrainConfig | None = None,
@@ -137,13 +240,7 @@ def pretrain(
     seed_everything(config.seed)
     world = ShapesWorld()
     started = time.perf_counter()
-    log(
-        f"rendering {config.train_per_class} train + {config.val_per_class} val images per "
-        f"base class ({len(world.classes('base'))} classes)"
-    )
-    train = world.images("base", config.train_per_class, config.seed, "pretrain/train")
-    val = world.images("base", config.val_per_class, config.seed, "pretrain/val")
-    n_classes = train.num_classes
+    train, val = _render_base(config, log)
     manifest: dict[str, Any] = {
         "world_version": WORLD_VERSION,
         "config": asdict(config),
@@ -154,31 +251,12 @@ def pretrain(
         ("teacher", config.teacher_epochs, config.teacher_lr),
         ("student", config.student_epochs, config.student_lr),
     ):
-        step = Classify(build_vit(role), n_classes)
-        result = fit(
-            step,
-            (train.images, train.labels),
-            TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=lr, seed=config.seed),
-            device=device,
-            checkpoint=out / f".{role}-checkpoint.pt",
-            progress=progress,
-            desc=f"pretrain {role}",
+        backbone = build_vit(role)
+        manifest["models"][role] = _pretrain_classifier(
+            backbone, role, (train, val), epochs, lr, config, out, device, progress, log
         )
-        (out / f".{role}-checkpoint.pt").unlink(missing_ok=True)
-        logits = predict(step.logits, val.images, device=device)
-        acc = accuracy(logits, val.labels)
-        log(f"{role}: base-split val accuracy {acc:.2f}% ({result.seconds:.0f} s)")
-        state = {f"backbone.{k}": v for k, v in step.backbone.model.state_dict().items()}
-        state.update({f"base_head.{k}": v for k, v in step.head.state_dict().items()})
-        digest = _save(out / f"{role}.safetensors", state)
-        manifest["models"][role] = {
-            "base_val_top1": round(acc, 2),
-            "train_seconds": round(result.seconds, 1),
-            "params": sum(p.numel() for p in step.backbone.parameters()),
-            "sha256": digest,
-        }
         if role == "teacher":
-            teacher = step.backbone.to(device)
+            teacher = backbone.to(device)
 
     head = ImageTextHead()
     feats = predict(
@@ -211,5 +289,31 @@ def pretrain(
         "sha256": digest,
     }
     manifest["seconds"] = round(time.perf_counter() - started, 1)
+    manifest["models"].update(
+        {k: v for k, v in _read_manifest(out).get("models", {}).items() if k not in WORLD_FILES}
+    )  # students pretrained here with --student keep their entries
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+WORLD_FILES = ("teacher", "student", "text")
+
+
+def _read_manifest(out: Path) -> dict[str, Any]:
+    """The ``manifest.json`` in ``out`` (empty if there is none); a clear error if it cannot
+    be used there (unreadable, or another world version's)."""
+    path = out / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest.get("models"), dict):
+            raise ValueError("no 'models' object")
+    except (ValueError, AttributeError) as error:
+        raise ConfigError(f"{path} is not a weights manifest ({error}); remove it") from None
+    if manifest.get("world_version") != WORLD_VERSION:
+        raise ConfigError(
+            f"{path} holds weights of world version {manifest.get('world_version')}, not "
+            f"{WORLD_VERSION}; write to another folder (--out)"
+        )
     return manifest

@@ -100,8 +100,10 @@ class SKILLLoss(DistillationLoss):
     The similarity matrix is computed once, on the teacher's layers for the first training
     batch (up to ``probe_rows`` token rows), since a loss is built before it sees the teacher;
     the clustering is kept in the loss's state (``assignment``, saved with checkpoints).
-    ``partition`` fixes the groups instead, e.g. ``[[0, 1], [2, 3], [4], [5]]``. Intermediate
-    layers must have the embedding widths (true of ViTs); other backbones get a clear error.
+    ``partition`` fixes the groups instead, e.g. ``[[0, 1], [2, 3], [4], [5]]``. Each student
+    layer has its own projector from that layer's width (``LossShapes.student_layer_dims``:
+    a CNN's widths grow with depth), and its map is resized to the teacher's grid; the
+    teacher's layers must have its embedding width (true of ViTs), else a clear error.
     """
 
     name = "skill"
@@ -145,7 +147,8 @@ class SKILLLoss(DistillationLoss):
         self.probe_rows = probe_rows
         self.student_indices = evenly(groups, n_s)
         self.projectors = nn.ModuleList(
-            nn.Conv2d(shapes.student_dim, shapes.teacher_dim, kernel_size=1) for _ in range(groups)
+            nn.Conv2d(shapes.student_layer_dim(i), shapes.teacher_dim, kernel_size=1)
+            for i in self.student_indices
         )
         self.register_buffer("assignment", torch.full((n_t,), -1, dtype=torch.long))
         self.register_buffer("representative", torch.full((groups,), -1, dtype=torch.long))
@@ -206,8 +209,8 @@ class SKILLLoss(DistillationLoss):
             if s_map.ndim != 4 or s_map.shape[1] != projector.in_channels:
                 raise ValueError(
                     f"skill: student layer {self.student_indices[g]} has shape "
-                    f"{tuple(s_map.shape)}; skill needs (B, {projector.in_channels}, h, w) maps "
-                    "of the embedding width (ViT-like students)"
+                    f"{tuple(s_map.shape)}; its projector was built for (B, "
+                    f"{projector.in_channels}, h, w) maps (LossShapes.student_layer_dims)"
                 )
             members = [i for i in range(len(t_layers)) if int(self.assignment[i]) == g]
             if self.target == "mean":

@@ -132,9 +132,24 @@ def test_student_maps_on_another_grid_are_resized_and_bad_options_refused():
     with pytest.raises(ValueError, match="linkage"):
         SKILLLoss(SHAPES, linkage="ward")
     wrong = [torch.randn(3, 5, 2, 2) for _ in range(4)]
-    with pytest.raises(ValueError, match="embedding width"):
+    with pytest.raises(ValueError, match="projector was built for"):
         loss(
             Features(pooled=None, layers=wrong),
             Features(pooled=None, layers=grouped_layers()),
             None,
         )
+
+
+def test_student_layers_of_growing_widths_get_one_projector_each():
+    widths = (2, 3, 5, 7)  # a CNN's stages: each layer its own width and grid
+    shapes = LossShapes(4, 6, 3, student_layers=4, teacher_layers=6, student_layer_dims=widths)
+    loss = SKILLLoss(shapes, groups=3)
+    assert loss.student_layer_indices() == [0, 2, 3]
+    assert [p.in_channels for p in loss.projectors] == [2, 5, 7]
+    student = [torch.randn(3, c, 8 >> i, 8 >> i, requires_grad=True) for i, c in enumerate(widths)]
+    chosen = [student[i] for i in loss.student_layer_indices()]
+    value = loss(
+        Features(pooled=None, layers=chosen), Features(pooled=None, layers=grouped_layers()), None
+    )
+    value.backward()
+    assert torch.isfinite(value) and all(student[i].grad is not None for i in (0, 2, 3))

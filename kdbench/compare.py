@@ -1,0 +1,196 @@
+"""Two rows of one protocol compared seed by seed: ``kdbench compare``.
+
+A row is a method with its student (``kd@shapes-mobilevit``; a bare method name matches
+it with whichever student its records have, if only one). For each metric the difference
+is taken per seed the two rows share (the same seed draws the same episodes, tasks and
+data), and reported as the mean difference with a 95% CI from those paired differences
+(Student's t; none with a single shared seed). The students' costs come from the device
+records in the same folder: parameters and FLOPs per architecture, latency per device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdbench.errors import ConfigError, RecordError
+from kdbench.metrics.stats import mean_ci95
+from kdbench.record_files import find_record_files, load_record
+from kdbench.results import Record
+
+COSTS = ("params_m", "gflops", "latency_p50_ms")
+"""Device metrics shown beside a comparison (when the folder has them)."""
+DEVICE_FREE = ("params_m", "gflops")
+"""Costs of the architecture alone; the others are per device fingerprint."""
+
+
+@dataclass
+class Paired:
+    """One metric of two rows over their shared seeds."""
+
+    metric: str
+    unit: str | None
+    seeds: list[int]
+    a: float | None
+    b: float | None
+    diff: float | None
+    ci95: float | None
+
+
+@dataclass
+class Comparison:
+    protocol: str
+    a: str
+    b: str
+    metrics: list[Paired]
+    costs: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    """Device metric -> (student of a, student of b), means over the device records."""
+
+
+def row_of(record: Record) -> tuple[str, str | None]:
+    """(method, student) of a record; the student is the one its components name."""
+    student = record.components.get("student")
+    return record.method.name, student.name if student is not None else None
+
+
+def _records(paths: Iterable[Path]) -> list[Record]:
+    out = []
+    for path in paths:
+        try:
+            record = load_record(path)
+        except RecordError:
+            continue  # `kdbench validate` reports bad files; a comparison skips them
+        if record.status == "ok" and not record.smoke:
+            out.append(record)
+    return out
+
+
+def _select(records: list[Record], protocol: str, row: str) -> dict[int, Record]:
+    method, _, student = row.partition("@")
+    chosen = [
+        r
+        for r in records
+        if r.protocol.name == protocol
+        and row_of(r)[0] == method
+        and (not student or row_of(r)[1] == student)
+    ]
+    if not chosen:
+        known = sorted(
+            {"@".join(filter(None, row_of(r))) for r in records if r.protocol.name == protocol}
+        )
+        raise ConfigError(
+            f"no {protocol} records of {row!r}; rows with records: {', '.join(known) or 'none'}"
+        )
+    students = sorted({str(row_of(r)[1]) for r in chosen})
+    if len(students) > 1:
+        raise ConfigError(
+            f"{row!r} has {protocol} records with several students ({', '.join(students)}); "
+            f"name one, e.g. {method}@{students[0]}"
+        )
+    if len({r.protocol.version for r in chosen}) > 1:
+        raise ConfigError(f"{row!r}: records of several {protocol} versions; keep one")
+    by_seed: dict[int, Record] = {}
+    for record in sorted(chosen, key=lambda r: r.created_at):
+        by_seed[record.seed] = record  # the latest run of a seed
+    return by_seed
+
+
+def compare(
+    folder: Path, protocol: str, a: str, b: str, metrics: list[str] | None = None
+) -> Comparison:
+    """Rows ``a`` and ``b`` of ``protocol`` paired over the seeds both have in ``folder``."""
+    records = _records(find_record_files([folder])[0])
+    rows_a, rows_b = _select(records, protocol, a), _select(records, protocol, b)
+    seeds = sorted(set(rows_a) & set(rows_b))
+    if not seeds:
+        raise ConfigError(
+            f"{a!r} (seeds {sorted(rows_a)}) and {b!r} (seeds {sorted(rows_b)}) share no seed"
+        )
+    sample = rows_a[seeds[0]]
+    names = metrics or [m.name for m in sample.metrics if m.headline]
+    paired = []
+    for name in names:
+        try:
+            unit = sample.metric(name).unit
+        except KeyError:
+            raise ConfigError(
+                f"{protocol} records have no metric {name!r}; they have: "
+                + ", ".join(m.name for m in sample.metrics)
+            ) from None
+        pairs = [(rows_a[s].metric(name).value, rows_b[s].metric(name).value) for s in seeds]
+        shared = [(s, x, y) for s, (x, y) in zip(seeds, pairs) if x is not None and y is not None]
+        if not shared:
+            paired.append(Paired(name, unit, [], None, None, None, None))
+            continue
+        diff, ci = mean_ci95([x - y for _, x, y in shared])
+        paired.append(
+            Paired(
+                name,
+                unit,
+                [s for s, _, _ in shared],
+                mean_ci95([x for _, x, _ in shared])[0],
+                mean_ci95([y for _, _, y in shared])[0],
+                diff,
+                ci,
+            )
+        )
+    comparison = Comparison(protocol, a, b, paired)
+    _add_costs(comparison, records, row_of(rows_a[seeds[0]])[1], row_of(rows_b[seeds[0]])[1])
+    return comparison
+
+
+def _add_costs(
+    comparison: Comparison, records: list[Record], student_a: str | None, student_b: str | None
+) -> None:
+    """Mean device costs of each row's student (the subject of its device records):
+    parameters and FLOPs once, latency per device fingerprint (never averaged across)."""
+    from kdbench.leaderboard.devices import fingerprint_id, short_id
+
+    device = [r for r in records if r.protocol.name == "device" and r.device_fingerprint]
+
+    def mean_cost(student: str | None, metric: str, where: str | None) -> float | None:
+        values = []
+        for record in device:
+            subject = record.components.get("subject")
+            if subject is None or subject.name != student:
+                continue
+            if where is not None and fingerprint_id(record.device_fingerprint or {}) != where:
+                continue
+            spec = next((m for m in record.metrics if m.name == metric), None)
+            if spec is not None and spec.value is not None:
+                values.append(spec.value)
+        return mean_ci95(values)[0] if values else None
+
+    fingerprints = sorted({fingerprint_id(r.device_fingerprint or {}) for r in device})
+    for metric in COSTS:
+        places = [None] if metric in DEVICE_FREE else fingerprints
+        for where in places:
+            pair = (mean_cost(student_a, metric, where), mean_cost(student_b, metric, where))
+            if pair != (None, None):
+                label = metric if where is None else f"{metric} @{short_id(where)}"
+                comparison.costs[label] = pair
+
+
+def format_comparison(c: Comparison) -> str:
+    """The table ``kdbench compare`` prints."""
+
+    def num(x: float | None, digits: int = 2) -> str:
+        return "n/a" if x is None else f"{x:.{digits}f}"
+
+    lines = [f"{c.protocol}: {c.a} (A) vs {c.b} (B), paired over shared seeds", ""]
+    header = ("metric", "A", "B", "A - B ± 95% CI", "seeds")
+    rows = [header]
+    for p in c.metrics:
+        ci = f" ± {p.ci95:.2f}" if p.ci95 is not None else " (one seed: no CI)"
+        shown = "n/a" if p.diff is None else f"{p.diff:+.2f}{ci}"
+        rows.append((p.metric, num(p.a), num(p.b), shown, ",".join(map(str, p.seeds))))
+    for metric, (x, y) in c.costs.items():
+        ratio = f"A/B = {x / y:.2f}" if x is not None and y else ""
+        rows.append((f"{metric} (device)", num(x, 3), num(y, 3), ratio, ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
