@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdbench.errors import ConfigError, RecordError
-from kdbench.metrics.stats import mean_ci95
+from kdbench.leaderboard.students import row_student
+from kdbench.metrics.stats import mean_ci95, paired_ci95
 from kdbench.record_files import find_record_files, load_record
 from kdbench.results import Record
 
@@ -49,9 +50,8 @@ class Comparison:
 
 
 def row_of(record: Record) -> tuple[str, str | None]:
-    """(method, student) of a record; the student is the one its components name."""
-    student = record.components.get("student")
-    return record.method.name, student.name if student is not None else None
+    """(method, student) of a record, as the leaderboard keys its rows."""
+    return record.method.name, row_student(record)
 
 
 def _records(paths: Iterable[Path]) -> list[Record]:
@@ -96,6 +96,12 @@ def _select(records: list[Record], protocol: str, row: str) -> dict[int, Record]
     return by_seed
 
 
+def _values(rows: dict[int, Record], metric: str) -> dict[int, float]:
+    """Seed -> the metric's value, for the records that measured it."""
+    values = {seed: record.metric(metric).value for seed, record in rows.items()}
+    return {seed: v for seed, v in values.items() if v is not None}
+
+
 def compare(
     folder: Path, protocol: str, a: str, b: str, metrics: list[str] | None = None
 ) -> Comparison:
@@ -118,23 +124,14 @@ def compare(
                 f"{protocol} records have no metric {name!r}; they have: "
                 + ", ".join(m.name for m in sample.metrics)
             ) from None
-        pairs = [(rows_a[s].metric(name).value, rows_b[s].metric(name).value) for s in seeds]
-        shared = [(s, x, y) for s, (x, y) in zip(seeds, pairs) if x is not None and y is not None]
+        values_a, values_b = _values(rows_a, name), _values(rows_b, name)
+        diff, ci, shared = paired_ci95(values_a, values_b)
         if not shared:
             paired.append(Paired(name, unit, [], None, None, None, None))
             continue
-        diff, ci = mean_ci95([x - y for _, x, y in shared])
-        paired.append(
-            Paired(
-                name,
-                unit,
-                [s for s, _, _ in shared],
-                mean_ci95([x for _, x, _ in shared])[0],
-                mean_ci95([y for _, _, y in shared])[0],
-                diff,
-                ci,
-            )
-        )
+        mean_a = mean_ci95([values_a[s] for s in shared])[0]
+        mean_b = mean_ci95([values_b[s] for s in shared])[0]
+        paired.append(Paired(name, unit, list(shared), mean_a, mean_b, diff, ci))
     comparison = Comparison(protocol, a, b, paired)
     _add_costs(comparison, records, row_of(rows_a[seeds[0]])[1], row_of(rows_b[seeds[0]])[1])
     return comparison

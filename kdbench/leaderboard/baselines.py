@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kdbench.leaderboard.students import row_label
-from kdbench.metrics.stats import mean_ci95
+from kdbench.metrics.stats import paired_ci95
 
 if TYPE_CHECKING:
     from kdbench.leaderboard.aggregate import Row
@@ -41,7 +41,7 @@ def paired_delta(
     values: Mapping[int, float], baseline: Mapping[int, float], baseline_label: str
 ) -> Delta:
     """``values - baseline`` over the seeds both have, paired by seed."""
-    seeds = tuple(sorted(set(values) & set(baseline)))
+    mean, ci95, seeds = paired_ci95(values, baseline)
     if len(seeds) < MIN_SHARED_SEEDS:
         shared = f"seed {seeds[0]}" if seeds else "no seed"
         reason = (
@@ -49,7 +49,6 @@ def paired_delta(
             f"{MIN_SHARED_SEEDS} or more"
         )
         return Delta(None, None, seeds, baseline_label, reason)
-    mean, ci95 = mean_ci95([values[s] - baseline[s] for s in seeds])
     return Delta(mean, ci95, seeds, baseline_label)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -40,6 +40,19 @@ def mean_ci95(values: Iterable[float]) -> tuple[float, float | None]:
         return mean, None
     half = critical_value(x.size) * float(x.std(ddof=1)) / math.sqrt(x.size)
     return mean, half
+
+
+def paired_ci95(
+    a: Mapping[int, float], b: Mapping[int, float]
+) -> tuple[float | None, float | None, tuple[int, ...]]:
+    """``a - b`` paired by key (a seed): the mean of the per-key differences over the keys
+    both have, its 95% CI half-width (``None`` below two keys) and those keys (``None`` for
+    the mean when none is shared)."""
+    keys = tuple(sorted(set(a) & set(b)))
+    if not keys:
+        return None, None, keys
+    mean, half = mean_ci95([a[k] - b[k] for k in keys])
+    return mean, half, keys
 
 
 def proportion_ci95(correct: int, n: int) -> tuple[float, float]:
