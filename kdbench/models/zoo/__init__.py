@@ -11,8 +11,10 @@ parameters and FLOPs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from kdbench.models.backbone import Backbone, Preprocess
@@ -34,3 +36,42 @@ def zoo_backbone(
     if not pretrained and weights is None:
         return backbone
     return load_world_weights(backbone, name, weights, f"the {name} student")
+
+
+class MapStudent(nn.Module):
+    """timm's feature API for a convolutional student built of a sequence of units (blocks,
+    recurrent steps) whose outputs are (B, C, h, w) maps. A subclass gives ``units`` (what
+    ``Backbone.num_layers`` counts, as ``stages`` or ``blocks``), ``run(x, take)`` (the final
+    map and the outputs of the units whose 0-based index is in ``take``) and
+    ``forward_head`` (the pooling)."""
+
+    def units(self) -> Sequence[nn.Module]:
+        raise NotImplementedError
+
+    def run(self, x: torch.Tensor, take: set[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = True) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x, set())[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
+        """The final map and the outputs of the units in ``indices`` (timm's convention)."""
+        from timm.models._features import feature_take_indices
+
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', not {output_fmt!r}")
+        take, _ = feature_take_indices(len(self.units()), indices)
+        final, intermediates = self.run(x, set(take))
+        return intermediates if intermediates_only else (final, intermediates)

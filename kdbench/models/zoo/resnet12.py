@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from kdbench.models.backbone import Backbone
-from kdbench.models.zoo import zoo_backbone
+from kdbench.models.zoo import MapStudent, zoo_backbone
 from kdbench.world.models import IMAGE_SIZE
 
 WIDTHS = (16, 32, 64, 128)
@@ -51,7 +51,7 @@ class ResBlock12(nn.Module):
         return self.pool(self.act(self.body(x) + self.shortcut(x)))
 
 
-class ResNet12(nn.Module):
+class ResNet12(MapStudent):
     """ResNet-12 feature extractor: ``stages`` are the four residual blocks; the embedding
     is the global average of the last block's map."""
 
@@ -68,34 +68,19 @@ class ResNet12(nn.Module):
                     m.weight, a=SLOPE, mode="fan_out", nonlinearity="leaky_relu"
                 )
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(x)
+    def units(self) -> Sequence[nn.Module]:
+        return self.stages
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = True) -> torch.Tensor:
-        return x.mean((2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | Sequence[int] | None = None,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
-        """The final map and the outputs of the blocks in ``indices`` (timm's convention)."""
-        from timm.models._features import feature_take_indices
-
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', not {output_fmt!r}")
-        take, _ = feature_take_indices(len(self.stages), indices)
+    def run(self, x: torch.Tensor, take: set[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         intermediates = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in take:
                 intermediates.append(x)
-        return intermediates if intermediates_only else (x, intermediates)
+        return x, intermediates
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = True) -> torch.Tensor:
+        return x.mean((2, 3))
 
 
 def shapes_resnet12(

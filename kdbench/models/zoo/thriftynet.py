@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench.models.backbone import Backbone
-from kdbench.models.zoo import zoo_backbone
+from kdbench.models.zoo import MapStudent, zoo_backbone
 from kdbench.world.models import IMAGE_SIZE
 
 
@@ -52,7 +52,7 @@ class ThriftyStep(nn.Module):
         return out
 
 
-class ThriftyNet(nn.Module):
+class ThriftyNet(MapStudent):
     """One 3x3 convolution applied ``steps`` times; ``blocks`` are the steps (what
     ``features(layers=...)`` indexes), each step's output its state after pooling."""
 
@@ -76,7 +76,7 @@ class ThriftyNet(nn.Module):
         self.blocks = nn.ModuleList(ThriftyStep(filters, history) for _ in range(steps))
         self.num_features = filters
 
-    def _states(self, x: torch.Tensor, take: set[int] | None = None):
+    def run(self, x: torch.Tensor, take: set[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The final state, and the states after the steps in ``take`` (0-based)."""
         x = self.project(x)
         states = [x]  # newest first, at most ``history`` of them
@@ -87,34 +87,15 @@ class ThriftyNet(nn.Module):
             if i + 1 in self.pool_after:
                 states = [F.max_pool2d(s, 2) for s in states]
                 x = states[0]
-            if take is not None and i in take:
+            if i in take:
                 taken.append(x)
         return x, taken
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self._states(x)[0]
+    def units(self) -> Sequence[nn.Module]:
+        return self.blocks
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = True) -> torch.Tensor:
         return x.amax((2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | Sequence[int] | None = None,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
-        """The final map and the states after the steps in ``indices`` (timm's convention)."""
-        from timm.models._features import feature_take_indices
-
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', not {output_fmt!r}")
-        take, _ = feature_take_indices(len(self.blocks), indices)
-        final, intermediates = self._states(x, set(take))
-        return intermediates if intermediates_only else (final, intermediates)
 
 
 def shapes_thriftynet(
