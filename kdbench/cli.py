@@ -196,7 +196,8 @@ def compare_command(
     from kdbench.compare import compare, format_comparison
     from kdbench.terminal import printable
 
-    typer.echo(printable(format_comparison(compare(records, protocol, a, b, metric or None))))
+    table = format_comparison(compare(records, protocol, a, b, metric or None))
+    typer.echo("\n".join(printable(line) for line in table.splitlines()))
 
 
 @app.command("validate")
