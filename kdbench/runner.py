@@ -16,7 +16,6 @@ finishes. Resume modes:
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import shutil
@@ -192,7 +191,7 @@ def plan(
                 unit_config = proto.with_student(config, student) if student else config
                 spec = proto.student_of(unit_config)
                 row = mc.name + (f"@{student}" if student else "")
-                reason = _supports(proto, mc, registry, spec["name"] if spec else None)
+                reason = proto.supports_student(mc, registry, spec["name"] if spec else None)
                 if reason is not None:
                     unsupported.append((pc.name, row, reason))
                     continue
@@ -202,16 +201,6 @@ def plan(
                 for seed in seeds:
                     units.append(Unit(pc, mc, int(seed), suite, smoke, unit_config, own))
     return units, unsupported
-
-
-def _supports(
-    proto: Protocol, method: Component, registry: Registry, student: str | None
-) -> str | None:
-    """``proto.supports``, told the student when it takes one (a plugin's protocol may
-    predate students)."""
-    if "student" in inspect.signature(proto.supports).parameters:
-        return proto.supports(method, registry, student=student)
-    return proto.supports(method, registry)
 
 
 def _students_in_use(methods: Sequence[Component]) -> list[str | None]:
