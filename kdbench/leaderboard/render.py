@@ -86,6 +86,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates are package files: no stat per page to see if they changed
     )
     env.filters["num"] = format_number
     env.filters["sortkey"] = sort_key_text
