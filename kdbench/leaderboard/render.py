@@ -459,9 +459,7 @@ class SiteRenderer:
             PROTOCOL_ORDER,
         )
         protocols = [(name, self.catalog.about(name)) for name in names]
-        suites = _ordered(
-            ["embedded", "standard", *(v.table.suite for v in self.views)], SUITE_ORDER
-        )
+        suites = _ordered([*SUITE_ORDER, *(v.table.suite for v in self.views)], SUITE_ORDER)
         return self._render(
             "about.html.j2",
             ABOUT_PATH,
