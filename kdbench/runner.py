@@ -16,7 +16,6 @@ finishes. Resume modes:
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import shutil
@@ -55,7 +54,7 @@ from kdbench.results import (
     config_hash,
     now_utc,
 )
-from kdbench.runtime import is_main_process, make_progress, resolve_device
+from kdbench.runtime import bars_shown, is_main_process, make_progress, resolve_device
 from kdbench.seeding import seed_everything
 from kdbench.subjects import Subject, subject_of
 from kdbench.terminal import printable
@@ -192,7 +191,7 @@ def plan(
                 unit_config = proto.with_student(config, student) if student else config
                 spec = proto.student_of(unit_config)
                 row = mc.name + (f"@{student}" if student else "")
-                reason = _supports(proto, mc, registry, spec["name"] if spec else None)
+                reason = proto.supports_student(mc, registry, spec["name"] if spec else None)
                 if reason is not None:
                     unsupported.append((pc.name, row, reason))
                     continue
@@ -202,16 +201,6 @@ def plan(
                 for seed in seeds:
                     units.append(Unit(pc, mc, int(seed), suite, smoke, unit_config, own))
     return units, unsupported
-
-
-def _supports(
-    proto: Protocol, method: Component, registry: Registry, student: str | None
-) -> str | None:
-    """``proto.supports``, told the student when it takes one (a plugin's protocol may
-    predate students)."""
-    if "student" in inspect.signature(proto.supports).parameters:
-        return proto.supports(method, registry, student=student)
-    return proto.supports(method, registry)
 
 
 def _students_in_use(methods: Sequence[Component]) -> list[str | None]:
@@ -408,6 +397,27 @@ def _write(record: Record, path: Path, unit: Unit) -> None:
         ) from None
 
 
+@dataclass
+class UnitLines:
+    """One log line per unit started and finished, for runs without progress bars:
+    ``[3/21] fewshot/kd/seed0 finished: ok in 42.1 s -> results/embedded/fewshot/...``."""
+
+    total: int
+    log: Callable[[str], None]
+
+    def _prefix(self, index: int, unit: Unit) -> str:
+        return f"[{index}/{self.total}] {unit.label}"
+
+    def started(self, index: int, unit: Unit) -> None:
+        self.log(f"{self._prefix(index, unit)} started")
+
+    def finished(self, index: int, unit: Unit, status: str, seconds: float, path: Path) -> None:
+        self.log(f"{self._prefix(index, unit)} finished: {status} in {seconds:.1f} s -> {path}")
+
+    def skipped(self, index: int, unit: Unit, path: Path) -> None:
+        self.log(f"{self._prefix(index, unit)} skipped: already done ({path})")
+
+
 def run_units(
     units: Sequence[Unit],
     *,
@@ -421,8 +431,10 @@ def run_units(
 ) -> RunReport:
     """Run ``units`` in order, writing each record as soon as it exists.
 
-    Ctrl-C raises :class:`RunInterrupted` (a ``KeyboardInterrupt``) naming the unit it
-    stopped; records already written stay, and running the same units again resumes.
+    Without progress bars (not a terminal, or ``progress=False``) each unit logs one line
+    when it starts and one when it finishes, with its time, so a log file or a CI job is
+    never silent. Ctrl-C raises :class:`RunInterrupted` (a ``KeyboardInterrupt``) naming the
+    unit it stopped; records already written stay, and running the same units again resumes.
     """
     if resume not in RESUME_MODES:
         raise ConfigError(f"--resume must be one of {', '.join(RESUME_MODES)}, not {resume!r}")
@@ -433,6 +445,7 @@ def run_units(
     cache_dir()  # a cache folder that cannot be used is an error before any work
     device = resolve_device(device)
     bar_factory = make_progress(progress)
+    lines = UnitLines(len(units), log) if is_main_process() and not bars_shown(progress) else None
     report = RunReport()
     current: Unit | None = None
     position = written = 0
@@ -446,9 +459,14 @@ def run_units(
             done = previous is not None and previous.status == "ok"
             if done and (resume == "always" or unit.matches(previous)):
                 report.outcomes.append(Outcome(unit, "skipped", path, previous, "already done"))
+                if lines:
+                    lines.skipped(index, unit, path)
                 continue
             if resume == "never":
                 shutil.rmtree(unit.work_dir(out), ignore_errors=True)
+            if lines:
+                lines.started(index, unit)
+            started = time.perf_counter()
             record = run_unit(
                 unit, out=out, registry=registry, device=device, progress=bar_factory, log=log
             )
@@ -462,6 +480,8 @@ def run_units(
                     unit.failed_path(out).unlink(missing_ok=True)
             message = record.error.message if record.error else ""
             report.outcomes.append(Outcome(unit, status, path, record, message))
+            if lines:
+                lines.finished(index, unit, status, time.perf_counter() - started, path)
             if status == "failed" and fail_fast:
                 break
     except KeyboardInterrupt as interrupt:

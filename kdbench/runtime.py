@@ -68,13 +68,22 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def bars_shown(enabled: bool | None) -> bool:
+    """Whether progress bars are drawn: as asked, else only when stderr is a terminal (never
+    on ranks other than 0)."""
+    if not is_main_process():
+        return False
+    if enabled is not None:
+        return enabled
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def make_progress(enabled: bool | None) -> Callable[..., Any]:
     """A tqdm factory; ``enabled=None`` shows bars only on a terminal."""
     from tqdm.auto import tqdm
 
-    disable = (not enabled) if enabled is not None else None
-    if not is_main_process():
-        disable = True
+    disable = not bars_shown(enabled)
 
     def progress(iterable: Any = None, **kwargs: Any) -> Any:
         kwargs.setdefault("leave", False)

@@ -3,6 +3,7 @@ output or cache folder that cannot be used, a full disk, and Ctrl-C."""
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,7 +176,12 @@ def _cli_run(out, *extra):
 
 def _one_error_line(result, *fragments):
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    # without a terminal each unit logs "[i/n] LABEL started"; the error is one line after them
+    lines = [
+        line
+        for line in result.stderr.strip().splitlines()
+        if not re.match(r"\[\d+/\d+\] \S+ started$", line)
+    ]
     assert len(lines) == 2 and lines[1].startswith("error: "), result.stderr  # 1: "N unit(s)"
     assert "Traceback" not in result.output
     for fragment in fragments:

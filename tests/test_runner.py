@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -177,3 +178,40 @@ def test_metrics_of_a_declared_family_are_recorded_and_undeclared_ones_refused(r
         report = runner.run_units(units, registry=reg, out=tmp_path / "bad", progress=False)
         [failed] = report.failed
         assert "returned undeclared metrics ['bogus']" in failed.message
+
+
+def test_without_progress_bars_each_unit_logs_its_start_and_end(registry, tmp_path):
+    units, _ = runner.plan(
+        registry,
+        protocols=["coin"],
+        methods=["heads", "tails"],
+        seeds=[0],
+        smoke=True,
+        overrides={"coin.fail_for": "tails"},
+    )
+    logged: list[str] = []
+    runner.run_units(units, registry=registry, out=tmp_path, progress=False, log=logged.append)
+    lines = [line for line in logged if line.startswith("[")]
+    assert len(lines) == 4 and lines[0] == "[1/2] coin/heads/seed0 started"
+    assert re.fullmatch(
+        r"\[1/2\] coin/heads/seed0 finished: ok in \d+\.\d s -> .*heads-seed0\.smoke\.json",
+        lines[1],
+    )
+    assert lines[2] == "[2/2] coin/tails/seed0 started"
+    assert re.fullmatch(
+        r"\[2/2\] coin/tails/seed0 finished: failed in \d+\.\d s -> .*tails-seed0\.smoke\.failed"
+        r"\.json",
+        lines[3],
+    )
+
+    logged.clear()  # a finished unit is not run again, and says so
+    runner.run_units(units[:1], registry=registry, out=tmp_path, progress=False, log=logged.append)
+    assert [line.split(" (")[0] for line in logged] == [
+        "[1/1] coin/heads/seed0 skipped: already done"
+    ]
+
+    logged.clear()  # with progress bars, the bars say it
+    runner.run_units(
+        units[:1], registry=registry, out=tmp_path, progress=True, resume="never", log=logged.append
+    )
+    assert not [line for line in logged if line.startswith("[")]

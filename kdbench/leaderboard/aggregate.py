@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from kdbench.leaderboard.acceptance import self_reported
 from kdbench.leaderboard.baselines import Delta, attach_deltas
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.intake import RecordFile
@@ -50,12 +51,17 @@ class Column:
 
 @dataclass(frozen=True)
 class Cell:
-    """A metric of a row: mean ± ci95 over ``count`` seeds, or None with the reason."""
+    """A metric of a row: mean ± ci95 over ``count`` seeds, or None with the reason.
+
+    ``exact``: every seed gave the same value (a count such as parameters or FLOPs), so the
+    site shows the value without an interval.
+    """
 
     mean: float | None
     ci95: float | None
     count: int
     reason: str | None = None
+    exact: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class Row:
     """Each metric's value per seed (the mean if a seed has several records)."""
     deltas: dict[str, Delta] = field(default_factory=dict)
     """Per metric, the paired difference from the baseline row with the same student."""
+    self_reported: tuple[str, ...] = ()
+    """Why some of the row's records are self-reported (:mod:`.acceptance`); empty if none."""
 
     def value(self, metric: str | None) -> float | None:
         cell = self.cells.get(metric) if metric else None
@@ -194,7 +202,8 @@ def seed_statistics(frame: pd.DataFrame) -> pd.DataFrame:
     crit = np.array([critical_value(int(n)) if n >= 2 else math.nan for n in counts])
     seeds_ci = crit * stats["std"].to_numpy() / np.sqrt(np.maximum(counts, 1))
     stats["ci95"] = np.where(counts >= 2, seeds_ci, stats["single_ci"].to_numpy())
-    return stats[["mean", "ci95", "count"]]
+    stats["exact"] = (counts >= 2) & (stats["std"].to_numpy() == 0)
+    return stats[["mean", "ci95", "count", "exact"]]
 
 
 def _null_reasons(frame: pd.DataFrame) -> dict[tuple[object, ...], str]:
@@ -287,8 +296,13 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
     if len(frame):
         stats = seed_statistics(frame)
         reasons = _null_reasons(frame)
-        for key, mean, ci95, count in zip(
-            stats.index, stats["mean"], stats["ci95"], stats["count"], strict=True
+        for key, mean, ci95, count, exact in zip(
+            stats.index,
+            stats["mean"],
+            stats["ci95"],
+            stats["count"],
+            stats["exact"],
+            strict=True,
         ):
             missing = math.isnan(mean)
             cells[key] = Cell(
@@ -296,6 +310,7 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
                 None if missing or math.isnan(ci95) else float(ci95),
                 int(count),
                 reasons.get(key) if missing else None,
+                exact=bool(exact) and not missing,
             )
         table_frames = dict(iter(frame.groupby(list(TABLE_KEYS), sort=True)))
 
@@ -339,6 +354,9 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
                     subject=_subject(records),
                     student=row_student(records[0]),
                     per_seed=_per_seed(records),
+                    self_reported=tuple(
+                        dict.fromkeys(why for r in records for why in self_reported(r))
+                    ),
                 )
             )
         attach_deltas(rows, [c.name for c in columns])

@@ -28,6 +28,7 @@ from pathlib import Path
 from kdbench.atomic import umask
 from kdbench.errors import SiteError
 from kdbench.leaderboard.aggregate import Table, build_tables
+from kdbench.leaderboard.catalog import Catalog
 from kdbench.leaderboard.costs import device_costs
 from kdbench.leaderboard.intake import Intake, read_and_screen, registered_protocol_versions
 from kdbench.leaderboard.render import SiteRenderer
@@ -61,10 +62,16 @@ class BuildReport:
         return not (self.differing or self.missing or self.extra)
 
 
-def site_files(intake: Intake) -> tuple[list[Table], Iterator[tuple[str, bytes]]]:
-    """The tables of ``intake`` and every file of its site, as ``(site path, bytes)``."""
+def site_files(
+    intake: Intake, catalog: Catalog | None = None
+) -> tuple[list[Table], Iterator[tuple[str, bytes]]]:
+    """The tables of ``intake`` and every file of its site, as ``(site path, bytes)``.
+
+    ``catalog`` explains the protocols and methods; by default the installed ones.
+    """
     tables = build_tables(intake.ranked)
-    renderer = SiteRenderer(intake, tables, device_costs(intake.ranked))
+    catalog = Catalog.from_registry() if catalog is None else catalog
+    renderer = SiteRenderer(intake, tables, device_costs(intake.ranked), catalog)
     return tables, renderer.files()
 
 
@@ -323,12 +330,17 @@ class _Staging:
 
 
 def build_site(
-    records: Path, out: Path, *, protocol_versions: Mapping[str, int] | None = None
+    records: Path,
+    out: Path,
+    *,
+    protocol_versions: Mapping[str, int] | None = None,
+    catalog: Catalog | None = None,
 ) -> BuildReport:
     """Render the site for the records under ``records`` into ``out``.
 
     ``protocol_versions`` gives each protocol's current version; by default the versions of
-    the protocols registered in this process.
+    the protocols registered in this process. ``catalog`` explains protocols and methods
+    (by default the ones registered in this process).
     """
     given, out = Path(out), Path(os.path.abspath(out))
     if out.parent == out:
@@ -337,7 +349,7 @@ def build_site(
     warnings: list[str] = []
     previous = _previous_site(out, warnings)
     warnings += [f"{path} was left by an interrupted build; remove it" for path in _leftovers(out)]
-    tables, files = site_files(intake)
+    tables, files = site_files(intake, catalog)
     report = BuildReport(Path(records), given, intake, tables, warnings=warnings)
     try:
         staging = _Staging(out, previous)
@@ -369,7 +381,11 @@ def build_site(
 
 
 def check_site(
-    records: Path, out: Path, *, protocol_versions: Mapping[str, int] | None = None
+    records: Path,
+    out: Path,
+    *,
+    protocol_versions: Mapping[str, int] | None = None,
+    catalog: Catalog | None = None,
 ) -> BuildReport:
     """Compare ``out`` with what :func:`build_site` would write; nothing is written.
 
@@ -377,7 +393,7 @@ def check_site(
     """
     out = Path(out)
     intake = _screened(records, out, protocol_versions)
-    tables, files = site_files(intake)
+    tables, files = site_files(intake, catalog)
     report = BuildReport(Path(records), out, intake, tables)
     tree = _Tree()
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):

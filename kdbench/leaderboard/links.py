@@ -11,6 +11,7 @@ clashes. Every link is relative, so the site works from ``file://``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -98,7 +99,13 @@ def relative(from_page: str, to_path: str) -> str:
     The link climbs to the site root and back down (``../../methods/kd.html``): always
     right for the site's simple paths, and cheap enough for ten thousand pages.
     """
-    return "../" * from_page.count("/") + quote(to_path, safe="/")
+    return "../" * from_page.count("/") + _quoted(to_path)
+
+
+@functools.lru_cache(maxsize=65536)
+def _quoted(path: str) -> str:
+    """``path`` URL-quoted; every page links the same few paths, so each is quoted once."""
+    return quote(path, safe="/")
 
 
 def safe_url(url: str | None) -> str | None:

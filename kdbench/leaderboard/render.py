@@ -1,5 +1,5 @@
-"""Render the site's pages with jinja2: index, protocol, fronts, method, run and not-ranked
-pages.
+"""Render the site's pages with jinja2: the overview (index), protocol, fronts, method,
+run, suites-and-submitting (about) and not-ranked pages.
 
 Autoescaping is always on (plugin names, descriptions and every other record text are
 untrusted); the only markup passed through unescaped is the SVG that :mod:`plots` builds
@@ -16,10 +16,14 @@ from importlib import resources
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
+from kdbench import __version__
+from kdbench.leaderboard.acceptance import MIN_SEEDS, self_reported
 from kdbench.leaderboard.aggregate import Row, Table
 from kdbench.leaderboard.baselines import BASELINE_METHOD, is_baseline
 from kdbench.leaderboard.budgets import BudgetView, table_budgets
+from kdbench.leaderboard.catalog import Catalog, MetricInfo
 from kdbench.leaderboard.costs import DeviceCosts
 from kdbench.leaderboard.devices import (
     DEVICE_PROTOCOL,
@@ -27,13 +31,23 @@ from kdbench.leaderboard.devices import (
     fingerprint_summary,
     short_id,
 )
+from kdbench.leaderboard.dots import (
+    PANEL_LABEL_WIDTH,
+    PANEL_PLOT_WIDTH,
+    DotRow,
+    dot_whisker_svg,
+)
 from kdbench.leaderboard.downloads import records_json, tables_csv, tables_json
 from kdbench.leaderboard.formatting import format_ci, format_number, signed_number, sort_key_text
 from kdbench.leaderboard.fronts import Front, table_fronts
 from kdbench.leaderboard.intake import REASONS, Intake, RecordFile, Unranked
 from kdbench.leaderboard.links import anchor, raw_record, relative, safe_url
+from kdbench.leaderboard.notes import Notes
+from kdbench.leaderboard.overview import Overview, build_overview
 from kdbench.leaderboard.plots import tick_label
+from kdbench.leaderboard.prose import render_prose
 from kdbench.leaderboard.students import row_student
+from kdbench.leaderboard.suites import suite_info
 from kdbench.results import ComponentRef, Record
 
 #: Protocols in the order readers expect them; any other protocol follows, alphabetically.
@@ -43,11 +57,21 @@ SUITE_ORDER = ("embedded", "standard")
 CSV_PATH = "data/leaderboard.csv"
 JSON_PATH = "data/leaderboard.json"
 RECORDS_PATH = "data/records.json"
+ABOUT_PATH = "about.html"
+#: Charts of more rows, and legends of more metric columns, than this start folded (a
+#: <details> the reader opens; a printed page opens them).
+FOLD_CHART_ROWS = 40
+FOLD_LEGEND_COLUMNS = 12
 
 
 def _ordered(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
     rank = {name: i for i, name in enumerate(preferred)}
     return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def pretty_json(data: Any) -> str:
+    """``data`` as indented JSON with sorted keys, as run pages show configs."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
 @functools.cache
@@ -62,6 +86,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates are package files: no stat per page to see if they changed
     )
     env.filters["num"] = format_number
     env.filters["sortkey"] = sort_key_text
@@ -69,10 +94,14 @@ def environment() -> jinja2.Environment:
     env.filters["short_id"] = short_id
     env.filters["signed"] = signed_number
     env.filters["limit"] = tick_label
-    env.filters["pretty_json"] = lambda data: json.dumps(
-        data, indent=2, sort_keys=True, ensure_ascii=False, default=str
-    )
+    env.filters["pretty_json"] = pretty_json
+    env.filters["prose"] = render_prose
     env.globals["format_ci"] = format_ci
+    env.globals["new_notes"] = Notes
+    env.globals["suite_info"] = suite_info
+    env.globals["about_page"] = ABOUT_PATH
+    env.globals["min_seeds"] = MIN_SEEDS
+    env.globals["fold_legend_columns"] = FOLD_LEGEND_COLUMNS
     env.globals["reasons"] = REASONS
     env.globals["baseline_method"] = BASELINE_METHOD
     env.globals["is_baseline"] = is_baseline
@@ -108,10 +137,46 @@ class TableView:
     device_summary: str | None
     fronts: list[Front] = field(default_factory=list)
     budgets: list[BudgetView] = field(default_factory=list)
+    metrics: dict[str, MetricInfo] = field(default_factory=dict)
+    """What each metric column means (description, unit, direction)."""
+    chart: Markup | None = None
+    """The headline per row as a dot-and-whisker chart, with each seed."""
 
     @property
+    def fold_chart(self) -> bool:
+        return len(self.table.rows) > FOLD_CHART_ROWS
+
+    @functools.cached_property
     def ranked_count(self) -> int:
         return sum(row.rank is not None for row in self.table.rows)
+
+    @functools.cached_property
+    def rows_by_method(self) -> dict[str, list[Row]]:
+        """The table's rows of each method, in table order."""
+        out: dict[str, list[Row]] = {}
+        for row in self.table.rows:
+            out.setdefault(row.method, []).append(row)
+        return out
+
+    def position(self, row: Row) -> int:
+        """Where ``row`` is in the table (its rows keep the table's order on every chart)."""
+        return self._positions[id(row)]
+
+    @functools.cached_property
+    def _positions(self) -> dict[int, int]:
+        return {id(row): i for i, row in enumerate(self.table.rows)}
+
+    @functools.cached_property
+    def context_rows(self) -> list[Row]:
+        """The reference and baseline rows, which a method page's chart shows beside the
+        method's own."""
+        return [row for row in self.table.rows if row.reference or is_baseline(row)]
+
+    @functools.cached_property
+    def headline_values(self) -> list[float]:
+        """Every row's headline mean (the scale a method page's chart keeps)."""
+        metric = self.table.sort_metric
+        return [v for row in self.table.rows if (v := row.value(metric)) is not None]
 
     @property
     def groups(self) -> list[DeviceGroup]:
@@ -140,7 +205,7 @@ class TableView:
         """The students of the table's rows, sorted (what the Student filter offers)."""
         return sorted({row.student for row in self.table.rows if row.student is not None})
 
-    @property
+    @functools.cached_property
     def delta_columns(self) -> list[str]:
         """The headline metrics shown as a difference from the baseline with the same
         student; none when the table has no baseline row."""
@@ -159,6 +224,15 @@ class MethodResult:
 
 
 @dataclass
+class MethodPanel:
+    """A method's rows in one table, as a chart beside its other tables' charts."""
+
+    view: TableView
+    page: str
+    chart: Markup
+
+
+@dataclass
 class MethodInfo:
     """Everything a method page shows about one method name."""
 
@@ -169,15 +243,23 @@ class MethodInfo:
     results: list[MethodResult]
     unranked: list[Unranked]
     reference: bool
+    panels: list[MethodPanel] = field(default_factory=list)
 
 
 class SiteRenderer:
     """Renders every page of the site from the screened records and their tables."""
 
-    def __init__(self, intake: Intake, tables: Sequence[Table], costs: DeviceCosts):
+    def __init__(
+        self,
+        intake: Intake,
+        tables: Sequence[Table],
+        costs: DeviceCosts,
+        catalog: Catalog | None = None,
+    ):
         self.intake = intake
         self.tables = list(tables)
         self.costs = costs
+        self.catalog = catalog or Catalog()
         self.env = environment()
         self.pages = intake.pages()
         self.run_pages = intake.run_pages(self.pages)
@@ -187,12 +269,14 @@ class SiteRenderer:
         self.views = self._table_views()
         self.unranked_by_path = {u.file.path: u for u in intake.unranked}
         self.protocol_pages = self._pages_of_views()
+        self._configs: dict[str, str] = {}  # config_hash -> the config as shown
 
     # -- pages -----------------------------------------------------------------------------
     def files(self) -> Iterator[tuple[str, bytes]]:
         """Every file of the site, in a fixed order."""
         yield from static_files()
         yield "index.html", self._index()
+        yield ABOUT_PATH, self._about()
         yield "methods.html", self._methods_index()
         yield "unranked.html", self._unranked_page()
         for (suite, protocol), views in self.protocol_pages.items():
@@ -234,6 +318,11 @@ class SiteRenderer:
                 for row in table.rows
             }
             device = f"-{short_id(table.device)}" if table.device else ""
+            metrics = {
+                c.name: self.catalog.metric(table.protocol, c.name, c.unit, c.higher_is_better)
+                for c in table.columns
+            }
+            page = self.pages.protocol(table.suite, table.protocol)
             views.append(
                 TableView(
                     table=table,
@@ -241,9 +330,52 @@ class SiteRenderer:
                     device_summary=summaries.get(table.device) if table.device else None,
                     fronts=table_fronts(table, self.costs, href_of),
                     budgets=table_budgets(table, self.costs),
+                    metrics=metrics,
+                    chart=self._chart(table, table.rows, page),
                 )
             )
         return views
+
+    def _chart(
+        self,
+        table: Table,
+        rows: Sequence[Row],
+        page: str,
+        highlight: str | None = None,
+        context: Sequence[float] = (),
+        panel: bool = False,
+    ) -> Markup | None:
+        """The dot-and-whisker chart of ``rows`` of ``table`` (its headline), drawn on
+        ``page``; the rows of method ``highlight`` stand out."""
+        column = table.sort_column
+        if column is None:
+            return None
+        dots = []
+        for row in rows:
+            cell = row.cells.get(column.name)
+            seeds = row.per_seed.get(column.name, {})
+            dots.append(
+                DotRow(
+                    label=row.label,
+                    mean=cell.mean if cell else None,
+                    ci95=None if cell is None or cell.exact else cell.ci95,
+                    seeds=tuple(seeds.values()),
+                    reference=row.reference,
+                    highlight=row.method == highlight,
+                    href=relative(page, self.pages.method(row.method)),
+                )
+            )
+        unit = f" ({column.unit})" if column.unit else ""
+        where = f" · {self.costs.devices.get(table.device, table.device)}" if table.device else ""
+        return dot_whisker_svg(
+            dots,
+            title=f"{table.key} · {table.suite}{where}: {column.name}{unit}, mean, 95% CI "
+            "and each seed",
+            x_label=f"{column.name}{unit}",
+            higher_is_better=column.higher_is_better,
+            context=context,
+            **({"label_width": PANEL_LABEL_WIDTH, "plot_width": PANEL_PLOT_WIDTH} if panel else {}),
+        )
 
     def _pages_of_views(self) -> dict[tuple[str, str], list[TableView]]:
         pages: dict[tuple[str, str], list[TableView]] = {}
@@ -281,24 +413,61 @@ class SiteRenderer:
                 for (suite, name), views in pages.items()
                 if name == protocol
             ]
+            about = self.catalog.about(protocol)
             cards.append(
                 {
                     "protocol": protocol,
                     "entries": entries,
                     "version": self.intake.current_versions.get(protocol),
                     "unranked": len(self._unranked_of(protocol)),
+                    "description": about.description if about else None,
                 }
             )
         return self._render(
             "index.html.j2",
             "index.html",
             cards=cards,
+            overviews=self._overviews(),
+            protocol_page=self.pages.protocol,
             total=len(self.intake.files),
             ranked=len(self.intake.ranked),
             unranked_counts=self.intake.reason_counts(),
             method_page=self.pages.method,
             fronts_page=self.pages.fronts,
             downloads={"csv": CSV_PATH, "json": JSON_PATH, "records": RECORDS_PATH},
+        )
+
+    def _overviews(self) -> list[tuple[Overview, list[TableView]]]:
+        """The overview of each suite, with the views of its columns."""
+        out = []
+        suites = _ordered([v.table.suite for v in self.views], SUITE_ORDER)
+        for suite in suites:
+            views = [
+                view
+                for (page_suite, _), page_views in self.protocol_pages.items()
+                if page_suite == suite
+                for view in page_views
+            ]
+            overview = build_overview(suite, [v.table for v in views], self.catalog)
+            out.append((overview, views))
+        return out
+
+    def _about(self) -> bytes:
+        """The suites, each protocol's data and models, what is accepted and how to cite."""
+        names = _ordered(
+            [*self.catalog.protocol_names, *(v.table.protocol for v in self.views)],
+            PROTOCOL_ORDER,
+        )
+        protocols = [(name, self.catalog.about(name)) for name in names]
+        suites = _ordered([*SUITE_ORDER, *(v.table.suite for v in self.views)], SUITE_ORDER)
+        return self._render(
+            "about.html.j2",
+            ABOUT_PATH,
+            suites=suites,
+            protocols=protocols,
+            protocol_pages={key: self.pages.protocol(*key) for key in self.protocol_pages},
+            version=__version__,
+            versions=self.intake.current_versions,
         )
 
     def _methods_index(self) -> bytes:
@@ -339,6 +508,7 @@ class SiteRenderer:
             protocol=protocol,
             views=views,
             is_device=is_device,
+            about=self.catalog.about(protocol),
             has_device_records=bool(self.costs.suite_devices(suite)),
             fronts_page=self.pages.fronts(suite, protocol),
             unranked_counts=dict(sorted(counts.items(), key=lambda kv: list(REASONS).index(kv[0]))),
@@ -382,11 +552,16 @@ class SiteRenderer:
                 }.items()
             )
             results = []
+            panels = []
             for view in self.views:
-                for row in view.table.rows:
-                    if row.method == name:
-                        page = self.pages.protocol(view.table.suite, view.table.protocol)
-                        results.append(MethodResult(view, row, page))
+                mine = view.rows_by_method.get(name)
+                if not mine:
+                    continue
+                page = self.pages.protocol(view.table.suite, view.table.protocol)
+                results += [MethodResult(view, row, page) for row in mine]
+                chart = self._method_chart(name, view, mine)
+                if chart is not None:
+                    panels.append(MethodPanel(view, page, chart))
             infos.append(
                 MethodInfo(
                     name=name,
@@ -400,9 +575,20 @@ class SiteRenderer:
                         if f.path in self.unranked_by_path
                     ],
                     reference=any(r.method.reference for r in records),
+                    panels=panels,
                 )
             )
         return infos
+
+    def _method_chart(self, name: str, view: TableView, mine: list[Row]) -> Markup | None:
+        """Method ``name``'s rows of one table, with the baselines of their students and
+        the reference rows for context, on the scale of the whole table."""
+        students = {row.student for row in mine}
+        context = [r for r in view.context_rows if r.reference or r.student in students]
+        shown = sorted({id(r): r for r in (*mine, *context)}.values(), key=view.position)
+        return self._chart(
+            view.table, shown, self.pages.method(name), name, view.headline_values, panel=True
+        )
 
     def _method_page(self, info: MethodInfo) -> bytes:
         page = self.pages.method(info.name)
@@ -415,6 +601,14 @@ class SiteRenderer:
         )
 
     # -- run pages -------------------------------------------------------------------------
+    def _config_text(self, record: Record) -> str:
+        """The record's protocol config as JSON, written once per config: records are read
+        only when their ``config_hash`` matches their config, and most share one."""
+        key = record.protocol.config_hash
+        if key not in self._configs:
+            self._configs[key] = pretty_json(record.protocol.config)
+        return self._configs[key]
+
     def _run_page(self, file: RecordFile, page: str) -> bytes:
         record = file.record
         assert record is not None
@@ -424,6 +618,8 @@ class SiteRenderer:
             page,
             record=record,
             student=row_student(record),
+            self_reported=self_reported(record),
+            config_text=self._config_text(record),
             file=file,
             unranked=self.unranked_by_path.get(file.path),
             raw=raw_record(file.path),

@@ -63,6 +63,12 @@ class Protocol(ABC):
     name: ClassVar[str]
     version: ClassVar[int]
     description: ClassVar[str] = ""
+    explanation: ClassVar[str] = ""
+    """What the protocol measures and why, for a reader of the leaderboard: short paragraphs
+    (blank-line separated; ``- `` bullet lists, `` `code` `` and ``**bold**`` allowed). The
+    site opens the protocol's page with it; a built-in protocol's
+    ``docs/protocols/<name>.md`` holds the same text under "What it measures" (a test
+    keeps the two equal)."""
     suites: ClassVar[tuple[str, ...]] = SUITES
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()
     unsupported: ClassVar[dict[Subject, str]] = {}
@@ -129,6 +135,15 @@ class Protocol(ABC):
         if "student" in inspect.signature(own).parameters:
             return own(self, student=student)
         return own(self)
+
+    def supports_student(
+        self, method: Component, registry: Registry | None, student: str | None
+    ) -> str | None:
+        """:meth:`supports`, told the student only when it takes one (a plugin's protocol
+        may override ``supports`` with the older signature)."""
+        if "student" in inspect.signature(self.supports).parameters:
+            return self.supports(method, registry, student=student)
+        return self.supports(method, registry)
 
     def metric(self, name: str) -> MetricSpec:
         """The spec of ``name``: a fixed metric, else a member of a metric family."""

@@ -47,6 +47,21 @@ class Device(Protocol):
     version = 1
     config_models = device_config.MODELS
     description = "Latency, throughput, FLOPs, memory and energy of the teacher and student."
+    explanation = """\
+What a model costs on the machine that ran the protocol: latency of one image (median,
+90th and 99th percentile), throughput in batches, parameters, FLOPs, peak memory and, where
+a real energy counter can be read, energy per image; at fp32 and, where the device
+supports them, at bf16, fp16 and int8.
+
+Distillation changes a student's weights, not its architecture, so only the reference rows
+run here: `teacher` and `student` (every student a run uses). A method's cost is that of
+its student; the other protocols' "against cost" pages join each row to these figures.
+
+Latency and energy depend on the hardware, so there is one table per device fingerprint,
+never mixed. Parameters and FLOPs are exact counts, the same on every device and every
+seed. A blank energy cell means no energy counter could be read there (the reason is
+given); kdbench never estimates it.
+"""
     metrics = DEVICE_METRICS
     unsupported: ClassVar[dict[Subject, str]] = {
         s: NOT_A_REFERENCE for s in (Subject.RECIPE, Subject.SCRATCH, Subject.FIT)

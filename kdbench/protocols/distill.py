@@ -104,6 +104,22 @@ class Distill(Protocol):
     version = 1
     config_models = distill_config.MODELS
     description = "Task-specific distillation: adapted teacher -> student on a downstream task."
+    explanation = """\
+How much of a large model's skill on one downstream task a method passes to a small
+student. A teacher and a student of one family are both adapted to a task with few labels:
+the teacher by the method's teacher mode (`lp` linear probe, `ft` fine-tune, `lora`), then
+the student by the method's losses, for the same number of optimiser steps for every
+method, on the labelled images plus an unlabelled transfer set from the task's domain.
+
+The headline is the student's top-1 accuracy on the task's test split. `teacher_top1` is
+the adapted teacher's accuracy (what there was to pass on), `cka` and `cka_drop` say how
+close the student's embeddings stay to the teacher's, and `train_seconds` is what the
+recipe cost in wall-clock time.
+
+Read a row next to `supervised`, the same student trained on the labels alone with the
+same budget: a distillation method is worth its teacher when it beats that row with the
+same student. `scratch` (the student from random weights) is a reference row.
+"""
     unsupported: ClassVar[dict[Subject, str]] = {
         subject: (
             "method {method!r} is a reference row of a pretrained model; distill adapts both "

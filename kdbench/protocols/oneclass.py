@@ -86,6 +86,23 @@ class OneClass(Protocol):
     version = 1
     config_models = oneclass_config.MODELS
     description = "Zero-shot one-class classification with confusers, per taxonomy distance."
+    explanation = """\
+Whether a small student can tell a class from look-alikes knowing only the class's name.
+A method distils a student image encoder into the teacher's image–text space; the protocol
+embeds images with the student and class names with the teacher's text tower, and decides
+"is this the target?" by comparing an image's similarity to the target's name with its
+similarity to the names of confusing classes (confusers).
+
+Negatives come from the same dataset at controlled distances in its taxonomy (in the
+Shapes world: another tone, colour, shape or only another pattern), so the per-distance
+columns show where a student starts to confuse near relatives. The headline is the mean
+AUROC over tasks (0.5 is chance, 1 is perfect); `fpr95` is the false-positive rate when
+95% of the positives are accepted, and `f1` scores the yes/no decision itself.
+
+The `teacher` row is the reference: the teacher's own image embeddings. `student` is the
+pretrained student mapped into the joint space by a ridge regression, without distillation;
+`supervised` trains the same text-space head on labels alone.
+"""
     unsupported: ClassVar[dict[subjects.Subject, str]] = {
         **BASE_UNSUPPORTED,
         subjects.Subject.SCRATCH: (

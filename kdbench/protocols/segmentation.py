@@ -149,6 +149,23 @@ class Segmentation(Protocol):
     version = 1
     config_models = segmentation_config.MODELS
     description = "Few-shot semantic segmentation: a head on k images per class, mIoU."
+    explanation = """\
+How well a student's patch tokens segment images when a small head is trained on only `k`
+labelled images per class (1, 2, 5 and 10), following the few-shot segmentation study of
+arXiv 2401.11311. A method is scored through the student it distils on the base classes
+(the stage shared with `fewshot`); the protocol freezes it, trains a small head (linear by
+default) on its token maps for each `k` and each of three support draws shared by every
+method, and scores mIoU on held-out scenes.
+
+The headline `miou` is the mean over `k` and draws ± a 95% CI over the draws; the
+`miou_<k>shot` columns show how it grows with more labelled images.
+
+The rows `teacher` (the teacher itself) and `student` (the pretrained student as shipped)
+are references; `supervised`, the student trained from random weights on the base-class
+labels alone with the same budget, is the row a distillation method must beat. As in
+`fewshot`, the shipped `student` was trained on far more base images than the base stage
+allows, so it is not the bar for a method.
+"""
     unsupported = BASE_UNSUPPORTED
     metrics = METRICS
     metric_families = (ADAPTER_MIOU,)

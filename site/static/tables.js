@@ -7,6 +7,7 @@
  * rows containing its text, and a <select class="student-filter" data-table="ID"> only the
  * rows whose data-student is the chosen student (option values are "@" + the name, "" for
  * all; rows without a student, the teacher's, stay as context); both apply together.
+ * Before printing, folded <details> (charts, legends) are opened.
  */
 (function () {
   "use strict";
@@ -101,10 +102,18 @@
     apply();
   }
 
+  // A printed page shows every folded chart and legend.
+  function openForPrint() {
+    Array.prototype.forEach.call(document.querySelectorAll("details:not([open])"), function (d) {
+      d.setAttribute("open", "");
+    });
+  }
+
   function init() {
     document.documentElement.classList.add("js");
     Array.prototype.forEach.call(document.querySelectorAll("table.lb-table"), setUpSorting);
     Array.prototype.forEach.call(document.querySelectorAll(".table-tools"), setUpFilters);
+    window.addEventListener("beforeprint", openForPrint);
   }
 
   if (document.readyState === "loading") {

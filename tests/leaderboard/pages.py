@@ -33,6 +33,13 @@ class Element:
     def all_text(self) -> str:
         return self.text + "".join(child.all_text for child in self.children)
 
+    @property
+    def shown_text(self) -> str:
+        """The text without the numbers of blank-cell notes (``<sup class="note-ref">``)."""
+        if self.attrs.get("class") == "note-ref":
+            return ""
+        return self.text + "".join(child.shown_text for child in self.children)
+
 
 _VOID = {
     "meta",
@@ -92,12 +99,28 @@ def parse(html: str | Path) -> Element:
 
 
 def table_cells(page: Element, table_id: str) -> list[list[str]]:
-    """The text of each body cell of the table with ``table_id``, row by row."""
+    """The text of each body cell of the table with ``table_id``, row by row (without the
+    numbers that link blank cells to their notes)."""
     table = page.by_id(table_id)
     assert table is not None, f"no table #{table_id}"
     body = table.find_all("tbody")[0]
     rows = []
     for tr in body.find_all("tr"):
         cells = [c for c in tr.children if c.tag in {"td", "th"}]
-        rows.append([" ".join(c.all_text.split()) for c in cells])
+        rows.append([" ".join(c.shown_text.split()) for c in cells])
     return rows
+
+
+def table_notes(page: Element, table_id: str) -> dict[str, list[str]]:
+    """Per body row of ``table_id`` (by its first cells' text), the notes its blank cells
+    link to, as their texts."""
+    table = page.by_id(table_id)
+    assert table is not None, f"no table #{table_id}"
+    texts = {li.attrs.get("id"): " ".join(li.all_text.split()) for li in page.find_all("li")}
+    out: dict[str, list[str]] = {}
+    for tr in table.find_all("tbody")[0].find_all("tr"):
+        cells = [c for c in tr.children if c.tag in {"td", "th"}]
+        key = " ".join(" ".join(c.shown_text.split()) for c in cells[:3])
+        links = [a.attrs.get("href", "") for sup in tr.find_all("sup") for a in sup.find_all("a")]
+        out[key] = [texts[href.removeprefix("#")] for href in links]
+    return out

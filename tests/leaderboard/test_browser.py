@@ -54,9 +54,14 @@ def browser():
 
 
 def _column(page, table: str, index: int) -> list[str]:
+    """The visible rows' text in column ``index``, without the numbers of blank-cell notes."""
     return page.eval_on_selector_all(
         f"#{table} tbody tr:not([hidden])",
-        f"rows => rows.map(r => r.cells[{index}].textContent.trim())",
+        f"""rows => rows.map(r => {{
+            const cell = r.cells[{index}].cloneNode(true);
+            cell.querySelectorAll(".note-ref").forEach(n => n.remove());
+            return cell.textContent.trim();
+        }})""",
     )
 
 
@@ -219,4 +224,109 @@ def test_the_budget_control_shows_the_best_row_for_the_chosen_limits(browser, zo
     assert not page.locator(".budget-picker").first.is_visible()
     assert page.locator("table.budget-table").first.is_visible()
     assert page.locator("table.budget-table td.picked").count() == 0
+    context.close()
+
+
+def _keep(shot: Path) -> None:
+    """Copy a screenshot to ``KDBENCH_SCREENSHOTS`` when it is set."""
+    keep = os.environ.get("KDBENCH_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, Path(keep) / shot.name)
+
+
+def test_the_overview_sorts_and_says_why_a_cell_is_empty(browser, zoo_built, tmp_path):
+    context, page, errors, requests = _open(browser, zoo_built.out / "index.html")
+    table = "t-overview-embedded"
+    labels = _column(page, table, 0)
+    fewshot = next(t for t in zoo_built.tables if t.protocol == "fewshot")
+    assert len(labels) == len({(r.method, r.student) for t in zoo_built.tables for r in t.rows})
+    # the fewshot column sorts best first on its first click
+    header = page.locator(f"#{table} thead th", has_text="fewshot")
+    header.get_by_role("button").click()
+    assert header.get_attribute("aria-sort") == "descending"
+    best = max((r for r in fewshot.rows), key=lambda r: r.cells["acc_1shot"].mean or float("-inf"))
+    assert _column(page, table, 0)[0].startswith(f"{best.method} · {best.student}")
+    # kd does not apply to device: the cell says so and its note says why
+    kd = page.locator(f"#{table} tbody tr", has_text="kd · shapes-vit-small").first
+    refused = kd.locator("td.not-applicable")
+    assert refused.count() >= 1 and refused.first.inner_text().startswith("not applicable")
+    refused.first.locator("sup a").click()
+    target = page.locator("li:target")
+    assert "architectures, not training recipes" in target.inner_text()
+    shot = tmp_path / "overview.png"
+    page.screenshot(path=str(shot), full_page=True)
+    _keep(shot)
+    assert errors == [] and all(url.startswith("file://") for url in requests)
+    context.close()
+
+
+def test_a_protocol_page_explains_itself_and_its_columns_without_javascript(browser, built):
+    path = built.out / "protocols" / "embedded" / "fewshot.html"
+    context, page, errors, _ = _open(browser, path, javascript=False)
+    explanation = page.locator("#what-it-measures")
+    assert explanation.is_visible()
+    assert "nearest class mean" in explanation.inner_text()
+    box = explanation.bounding_box()
+    table_box = page.locator("#t-fewshot-v1").bounding_box()
+    assert box["y"] < table_box["y"]  # the page opens with it
+    legend = page.locator("#legend-fewshot-v1")
+    assert legend.is_visible() and legend.locator("dl.legend").first.is_visible()
+    text = legend.inner_text()
+    assert "5-way 1-shot NCM accuracy on novel classes" in text
+    assert "Unit: % (percent). Higher is better." in text
+    title = page.locator("#t-fewshot-v1 thead th", has_text="acc_1shot").first.get_attribute(
+        "title"
+    )
+    assert title.startswith("5-way 1-shot NCM accuracy") and title.endswith("higher is better")
+    assert page.locator("svg.dots").first.is_visible()
+    assert errors == []
+    context.close()
+
+
+def test_a_method_page_shows_every_protocol_side_by_side(browser, built, tmp_path):
+    method = next(r.method for r in built.tables[0].rows if not r.reference)
+    path = built.out / "methods" / f"{method}.html"
+    context, page, errors, _ = _open(browser, path)
+    panels = page.locator(".panel-grid figure.panel")
+    tables = [t for t in built.tables if any(r.method == method for r in t.rows)]
+    assert panels.count() == len(tables)
+    tops = {round(panels.nth(i).bounding_box()["y"]) for i in range(min(2, panels.count()))}
+    assert len(tops) == 1, "at desktop width the first panels sit side by side"
+    seeds = panels.first.locator("circle.seed.mine")
+    assert seeds.count() >= 2  # one dot per seed of the method's row
+    shot = tmp_path / "method-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    _keep(shot)
+    assert errors == []
+    context.close()
+
+
+def test_phone_width_keeps_the_page_narrow_and_the_method_column_in_view(browser, built, tmp_path):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(5000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    for name in ("index.html", "protocols/embedded/device.html", "about.html"):
+        page.goto((built.out / name).resolve().as_uri())
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name} is {width}px wide at phone width"
+    page.goto((built.out / "protocols" / "embedded" / "fewshot.html").resolve().as_uri())
+    scroller = page.locator("#t-fewshot-v1").locator("xpath=..")
+    assert page.evaluate("e => e.scrollWidth > e.clientWidth", scroller.element_handle())
+    method = page.locator("#t-fewshot-v1 tbody th.method").first
+    before = method.bounding_box()["x"]
+    page.evaluate("e => { e.scrollLeft = e.scrollWidth; }", scroller.element_handle())
+    page.wait_for_function("e => e.scrollLeft > 0", arg=scroller.element_handle())
+    assert abs(method.bounding_box()["x"] - before) < 1, "the method column stays in view"
+    assert method.is_visible()
+    shot = tmp_path / "phone-protocol-page.png"
+    page.evaluate("e => { e.scrollLeft = 0; }", scroller.element_handle())
+    page.screenshot(path=str(shot), full_page=True)
+    _keep(shot)
+    page.emulate_media(media="print")
+    assert not page.locator(".site-header nav").is_visible()
+    assert not page.locator(".table-tools").first.is_visible()
+    assert errors == []
     context.close()

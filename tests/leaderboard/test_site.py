@@ -117,11 +117,14 @@ def test_lower_is_better_tables_start_with_the_lowest_and_devices_are_never_mixe
 
 def test_null_metrics_show_na_with_the_reason(built):
     text = (built.out / "protocols" / "embedded" / "device.html").read_text()
-    assert re.search(
-        r'<td class="num na" data-sort="" title="no energy counter on this CPU">'
-        r"n/a</td>",
+    found = re.search(
+        r'<td class="num na" data-sort="">n/a<sup class="note-ref"><a href="#([^"]+)" '
+        r'title="no energy counter on this CPU">(\d+)</a></sup></td>',
         text,
     )
+    assert found, "a null metric shows n/a and links to its reason"
+    note, number = found.groups()
+    assert f'<li id="{note}" value="{number}">no energy counter on this CPU</li>' in text
 
 
 def test_plugin_text_is_escaped_everywhere(built):
@@ -135,7 +138,8 @@ def test_plugin_text_is_escaped_everywhere(built):
         scripts = [s.attrs.get("src", "").rsplit("/", 1)[-1] for s in tree.find_all("script")]
         fronts = path.relative_to(out).parts[0] == "fronts"
         assert scripts == (["tables.js", "budget.js"] if fronts else ["tables.js"])
-        assert not tree.find_all("img")
+        images = [img.attrs.get("src") for img in tree.find_all("img")]
+        assert images == (["static/shapes-world.png"] if path.name == "about.html" else [])
         for element in tree.find_all("a") + tree.find_all("td") + tree.find_all("th"):
             assert not any(name.startswith("on") for name in element.attrs)
         if PAYLOAD in tree.all_text:
@@ -211,14 +215,15 @@ def test_score_tables_get_cost_plots_per_device(built):
     protocol_page = (built.out / "protocols" / "embedded" / "fewshot.html").read_text()
     assert 'href="../../fronts/embedded/fewshot.html#fewshot-v1"' in protocol_page
     assert not (built.out / "fronts" / "embedded" / "device.html").exists()
-    assert not parse(built.out / "protocols" / "embedded" / "device.html").find_all("svg")
+    device_page = parse(built.out / "protocols" / "embedded" / "device.html")
+    assert all(svg.attrs.get("class") == "dots" for svg in device_page.find_all("svg"))
 
 
 def test_a_table_with_no_device_record_says_so(tmp_path):
     write_records(tmp_path / "records", [make_record(method="a"), make_record(method="b")])
     report = build_site(tmp_path / "records", tmp_path / "site", protocol_versions={})
     page = (report.out / "protocols" / "embedded" / "fewshot.html").read_text()
-    assert "<svg" not in page
+    assert 'class="plot"' not in page  # no cost plot (the dot-and-whisker chart stays)
     assert "No <code>device</code> record of the embedded suite measured the backbones" in page
 
 

@@ -14,7 +14,7 @@ from kdbench.leaderboard.budgets import table_budgets
 from kdbench.leaderboard.build import build_site
 from kdbench.leaderboard.costs import device_costs
 from kdbench.leaderboard.formatting import format_ci, signed_number
-from tests.leaderboard.pages import parse, table_cells
+from tests.leaderboard.pages import parse, table_cells, table_notes
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDENTS = ["shapes-vit-base", "shapes-vit-small", "shapes-vit-tiny"]
@@ -81,9 +81,12 @@ def test_the_difference_from_supervised_pairs_the_same_student(zoo_built):
             assert delta.baseline == f"supervised · {row.student} 0.1.0"
             assert text == f"{signed_number(delta.mean)} {format_ci(delta.mean, delta.ci95)}"
         else:
-            assert text == ""
+            assert text == "–"  # blank, with a note saying why
     dkd = next(r for r in table.rows if r.method == "dkd")  # one seed: no paired interval
     assert dkd.deltas["acc_1shot"].mean is None
+    notes = table_notes(page, "t-fewshot-v1")
+    [dkd_notes] = [texts for key, texts in notes.items() if key.split()[1] == "dkd"]
+    assert f"no difference: {dkd.deltas['acc_1shot'].reason}" in dkd_notes
     kd = [r for r in table.rows if r.method == "kd"]
     assert all(r.deltas["acc_1shot"].seeds == (0, 1, 2) for r in kd)
 
