@@ -2,6 +2,7 @@
 size, trains, spans the FLOPs range, loads weights, and every registered distillation loss
 runs with it against the Shapes teacher."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,7 @@ def test_resampling_to_another_size_keeps_the_weights(name):
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_weights_load_from_a_world_file_and_their_absence_is_explained(name, tmp_path):
+def test_weights_load_from_a_world_file_and_their_absence_is_explained(name, tmp_path, monkeypatch):
     made = build(name).eval()
     path = tmp_path / "weights.safetensors"
     save_file({f"backbone.{k}": v.contiguous() for k, v in made.model.state_dict().items()}, path)
@@ -129,9 +130,25 @@ def test_weights_load_from_a_world_file_and_their_absence_is_explained(name, tmp
     loaded = plugins.get_registry().get("students", name).load()(weights=path).eval()
     x = torch.rand(2, 3, 32, 32)
     assert torch.allclose(loaded(x), made(x), atol=1e-6)
-    if name != "shapes-student":  # shipped weights exist only for the original student
+    if name != "shapes-student":  # the world's own student has a weights file of its role
+        empty = tmp_path / "no-weights"
+        empty.mkdir()
+        monkeypatch.setenv("KDBENCH_WORLD_WEIGHTS", str(empty))
         with pytest.raises(WeightsError, match=name):
             plugins.get_registry().get("students", name).load()()
+
+
+def test_the_shipped_zoo_weights_load_and_match_their_manifest(monkeypatch):
+    """Every zoo student whose weights ship with the package loads them (sha256 checked)."""
+    from kdbench.world.models import PACKAGED
+
+    shipped = [
+        n for n in json.loads((PACKAGED / "manifest.json").read_text())["models"] if n in ZOO
+    ]
+    assert shipped  # shapes-vit-xs ships, for distill with a second student
+    monkeypatch.setenv("KDBENCH_WORLD_WEIGHTS", str(PACKAGED))
+    for name in shipped:
+        assert plugins.get_registry().get("students", name).load()().name == name
 
 
 def _loss_variants():
