@@ -200,6 +200,78 @@ def compare_command(
     typer.echo("\n".join(printable(line) for line in table.splitlines()))
 
 
+@app.command("export")
+@user_errors
+def export_command(
+    fmt: str = typer.Option(
+        ..., "--format", "-f", help="'every-eval-ever' or 'lm-eval' (see docs/results.md)."
+    ),
+    records: Path = typer.Option(
+        Path("leaderboards"), "--records", "-r", help="Folder of records."
+    ),
+    out: Path = typer.Option(Path("export"), "--out", "-o", help="Folder the files go to."),
+) -> None:
+    """Write the ranked records in another evaluation framework's format.
+
+    Example: kdbench export --format every-eval-ever --records leaderboards/ --out eee/
+    """
+    from kdbench.export import export_records, format_report
+    from kdbench.terminal import printable
+
+    report = export_records(records, out, fmt)
+    typer.echo(printable(format_report(report, out)))
+
+
+@app.command("rerun")
+@user_errors
+def rerun_command(
+    record: Path = typer.Argument(..., help="A record file to re-run."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Keep the new record under this folder (default: discarded)."
+    ),
+    device: str = typer.Option("auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."),
+    fresh_cache: bool = typer.Option(
+        True,
+        "--fresh-cache/--shared-cache",
+        help="Recompute every stage in an empty cache (default), or reuse the shared cache.",
+    ),
+) -> None:
+    """Run a record's unit again from its stored config, components and seed, and print how
+    each metric moved.
+
+    Example: kdbench rerun leaderboards/embedded/oneclass/kd-seed0.json
+    """
+    from kdbench.rerun import format_rerun, rerun
+    from kdbench.terminal import printable
+
+    result = rerun(
+        record,
+        out=out,
+        device=device,
+        fresh_cache=fresh_cache,
+        log=lambda m: typer.echo(printable(m), err=True),
+    )
+    typer.echo(printable(format_rerun(result), newlines=True))
+
+
+@app.command("summarize")
+@user_errors
+def summarize_command(
+    records: Path = typer.Argument(Path("leaderboards"), help="Folder of records."),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="'markdown', 'csv' or 'json'."),
+    min_seeds: int = typer.Option(
+        3, "--min-seeds", min=1, help="Rows with fewer seeds are preliminary, not ranked."
+    ),
+) -> None:
+    """Print the leaderboard's tables (ranked as the site ranks them) without building it.
+
+    Example: kdbench summarize leaderboards/ --format markdown
+    """
+    from kdbench.summarize import summarize
+
+    typer.echo(summarize(records, fmt, min_seeds), nl=False)
+
+
 @app.command("validate")
 def validate_command(
     paths: list[Path] = typer.Argument(..., help="Record files or folders (searched for *.json)."),

@@ -4,8 +4,15 @@ A row is a method with its student (``kd@shapes-mobilevit``; a bare method name 
 it with whichever student its records have, if only one). For each metric the difference
 is taken per seed the two rows share (the same seed draws the same episodes, tasks and
 data), and reported as the mean difference with a 95% CI from those paired differences
-(Student's t; none with a single shared seed). The students' costs come from the device
-records in the same folder: parameters and FLOPs per architecture, latency per device.
+(Student's t; none with a single shared seed) and the paired t-test's p-value.
+
+Beside it, a hierarchical paired bootstrap (:func:`kdbench.metrics.stats.paired_bootstrap`)
+resamples the seeds and, where both records keep the metric per draw and drew the same
+draws (the same ``draws`` hash), the draws within each seed: fewshot's episodes. Elsewhere
+it resamples the seeds alone. Its interval and p-value say which level they are over.
+
+The students' costs come from the device records in the same folder: parameters and FLOPs
+per architecture, latency per device.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from kdbench.errors import ConfigError, RecordError
 from kdbench.leaderboard.students import row_student
-from kdbench.metrics.stats import mean_ci95, paired_ci95
+from kdbench.metrics.stats import mean_ci95, paired_bootstrap, paired_ci95, paired_t_p
 from kdbench.record_files import find_record_files, load_record
 from kdbench.results import Record
 
@@ -37,6 +46,13 @@ class Paired:
     b: float | None
     diff: float | None
     ci95: float | None
+    p_t: float | None = None
+    """Paired t-test over the shared seeds (None below two)."""
+    bootstrap: tuple[float, float] | None = None
+    """95% interval of the hierarchical paired bootstrap."""
+    p_bootstrap: float | None = None
+    level: str = "seeds"
+    """What the bootstrap resampled: ``"seeds"`` or ``"seeds and episodes"``."""
 
 
 @dataclass
@@ -96,6 +112,42 @@ def _select(records: list[Record], protocol: str, row: str) -> dict[int, Record]
     return by_seed
 
 
+def draw_values(record: Record, metric: str) -> tuple[str, np.ndarray] | None:
+    """The metric per draw, with the hash of the draws, when the record keeps it: fewshot's
+    ``acc_<k>shot`` per episode (``correct_<k>shot`` out of the queries of an episode).
+    None when the record keeps no per-draw values whose mean is the metric."""
+    if record.protocol.name != "fewshot" or not metric.startswith("acc_"):
+        return None
+    shots = metric.removeprefix("acc_")
+    correct = record.statistics.get(f"correct_{shots}")
+    queries = record.statistics.get("queries_per_episode")
+    draws = record.draws.get(f"episodes_{shots}")
+    if not isinstance(correct, list) or not correct or not queries or draws is None:
+        return None
+    values = 100.0 * np.asarray(correct, dtype=np.float64) / float(queries)
+    value = record.metric(metric).value
+    if value is None or abs(values.mean() - value) > 1e-6 * max(1.0, abs(value)):
+        return None  # not the same quantity: do not pretend to pair by draw
+    return draws, values
+
+
+def _bootstrap(rows_a: dict[int, Record], rows_b: dict[int, Record], shared, metric: str):
+    """Per shared seed, A - B per draw where both records drew the same draws, else the
+    seed's difference alone; and the level that gives."""
+    differences, by_draw = {}, True
+    for seed in shared:
+        a, b = draw_values(rows_a[seed], metric), draw_values(rows_b[seed], metric)
+        if a is not None and b is not None and a[0] == b[0] and a[1].shape == b[1].shape:
+            differences[seed] = a[1] - b[1]
+        else:
+            by_draw = False
+            va, vb = rows_a[seed].metric(metric).value, rows_b[seed].metric(metric).value
+            differences[seed] = np.array([float(va) - float(vb)])  # type: ignore[arg-type]
+    if not by_draw:  # one level for all seeds: their own differences
+        differences = {s: np.array([d.mean()]) for s, d in differences.items()}
+    return differences, ("seeds and episodes" if by_draw else "seeds")
+
+
 def _values(rows: dict[int, Record], metric: str) -> dict[int, float]:
     """Seed -> the metric's value, for the records that measured it."""
     values = {seed: record.metric(metric).value for seed, record in rows.items()}
@@ -131,7 +183,23 @@ def compare(
             continue
         mean_a = mean_ci95([values_a[s] for s in shared])[0]
         mean_b = mean_ci95([values_b[s] for s in shared])[0]
-        paired.append(Paired(name, unit, list(shared), mean_a, mean_b, diff, ci))
+        differences, level = _bootstrap(rows_a, rows_b, shared, name)
+        _, lower, upper, p_boot = paired_bootstrap(differences)
+        paired.append(
+            Paired(
+                name,
+                unit,
+                list(shared),
+                mean_a,
+                mean_b,
+                diff,
+                ci,
+                p_t=paired_t_p([values_a[s] - values_b[s] for s in shared]),
+                bootstrap=(lower, upper),
+                p_bootstrap=p_boot,
+                level=level,
+            )
+        )
     comparison = Comparison(protocol, a, b, paired)
     _add_costs(comparison, records, row_of(rows_a[seeds[0]])[1], row_of(rows_b[seeds[0]])[1])
     return comparison
@@ -175,19 +243,43 @@ def format_comparison(c: Comparison) -> str:
     def num(x: float | None, digits: int = 2) -> str:
         return "n/a" if x is None else f"{x:.{digits}f}"
 
+    def pval(p: float | None, resolution: float = 0.0) -> str:
+        if p is None:
+            return "n/a"
+        return f"<{resolution:.2g}" if resolution and p <= resolution else f"{p:.3g}"
+
     lines = [f"{c.protocol}: {c.a} (A) vs {c.b} (B), paired over shared seeds", ""]
-    header = ("metric", "A", "B", "A - B ± 95% CI", "seeds")
+    header = ("metric", "A", "B", "A - B ± 95% CI (t)", "p (t)", "bootstrap 95% CI", "p", "seeds")
     rows = [header]
     for p in c.metrics:
         ci = f" ± {p.ci95:.2f}" if p.ci95 is not None else " (one seed: no CI)"
         shown = "n/a" if p.diff is None else f"{p.diff:+.2f}{ci}"
-        rows.append((p.metric, num(p.a), num(p.b), shown, ",".join(map(str, p.seeds))))
+        boot = "n/a" if p.bootstrap is None else f"[{p.bootstrap[0]:+.2f}, {p.bootstrap[1]:+.2f}]"
+        rows.append(
+            (
+                p.metric,
+                num(p.a),
+                num(p.b),
+                shown,
+                pval(p.p_t),
+                boot,
+                pval(p.p_bootstrap, 1 / 2000),
+                ",".join(map(str, p.seeds)),
+            )
+        )
     for metric, (x, y) in c.costs.items():
         ratio = f"A/B = {x / y:.2f}" if x is not None and y else ""
-        rows.append((f"{metric} (device)", num(x, 3), num(y, 3), ratio, ""))
+        rows.append((f"{metric} (device)", num(x, 3), num(y, 3), ratio, "", "", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for i, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    levels = sorted({p.level for p in c.metrics if p.bootstrap is not None})
+    if levels:
+        lines += [
+            "",
+            "p (t): paired t-test over the shared seeds. Bootstrap: hierarchical, paired, 2000 "
+            f"resamples over {' / '.join(levels)}; its p is two-sided, at best 1/2000.",
+        ]
     return "\n".join(lines)

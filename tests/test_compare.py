@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -95,3 +96,50 @@ def test_the_command_prints_the_table(folder):
     assert "params_m (device)" in result.output and "A/B = 0.46" in result.output
     bad = CliRunner().invoke(app, ["compare", "x", "y", "-p", "fewshot", "--records", str(folder)])
     assert bad.exit_code != 0 and "no fewshot records of 'x'" in bad.output
+
+
+def _episodes(method, seed, correct, draws="same"):
+    """A fewshot record that keeps its episodes: ``correct`` queries right of 10 each."""
+    acc = 100.0 * sum(correct) / (10 * len(correct))
+    record = _row(method, "mvit" if method == "kd" else "resnet", seed, acc, acc)
+    record["statistics"] = {"correct_1shot": correct, "queries_per_episode": 10}
+    record["draws"] = {"episodes_1shot": f"{draws}-{seed}"}
+    return record
+
+
+def test_the_bootstrap_pairs_episodes_when_both_rows_drew_the_same_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    records = []
+    for seed in range(3):
+        base = rng.integers(3, 8, size=200)
+        records.append(_episodes("kd", seed, [int(min(10, c + 1)) for c in base]))
+        records.append(_episodes("supervised", seed, [int(c) for c in base]))
+    _write(tmp_path, records)
+    (one,) = compare(tmp_path, "fewshot", "kd@mvit", "supervised@resnet", ["acc_1shot"]).metrics
+    assert one.level == "seeds and episodes"
+    lower, upper = one.bootstrap
+    assert lower <= one.diff <= upper and lower > 0  # +10 points on every episode, or near
+    assert one.p_bootstrap == pytest.approx(1 / 2000) and one.p_t < 0.01
+    # other episodes (another draws hash): only the seeds can be resampled
+    for record in records[1::2]:
+        record["draws"] = {"episodes_1shot": "other"}
+    _write(tmp_path, records)
+    (seeds_only,) = compare(tmp_path, "fewshot", "kd@mvit", "supervised@resnet").metrics[:1]
+    assert seeds_only.level == "seeds"
+
+
+def test_the_hierarchical_bootstrap_is_deterministic_and_covers_the_mean():
+    from kdbench.metrics.stats import paired_bootstrap
+
+    rng = np.random.default_rng(3)
+    draws = {s: rng.normal(1.0, 4.0, size=300) for s in range(4)}
+    first = paired_bootstrap(draws, resamples=400)
+    assert first == paired_bootstrap(draws, resamples=400)
+    mean, lower, upper, p = first
+    assert mean == pytest.approx(np.mean([d.mean() for d in draws.values()]))
+    assert lower < mean < upper and 0 < p <= 1
+    # one value per seed: a plain bootstrap over the seeds
+    _, lower, upper, p = paired_bootstrap({0: np.array([1.0]), 1: np.array([3.0])}, resamples=400)
+    assert (lower, upper) == (1.0, 3.0) and p == pytest.approx(1 / 400)
+    with pytest.raises(ValueError):
+        paired_bootstrap({})

@@ -45,3 +45,32 @@ def test_proportion_ci95():
     acc, half = proportion_ci95(80, 100)
     assert acc == pytest.approx(80.0)
     assert half == pytest.approx(100 * 1.96 * math.sqrt(0.8 * 0.2 / 100))
+
+
+# -- p-values and Holm's correction (the site's marks on differences from supervised) --------
+
+
+def test_t_p_values_match_closed_forms_and_the_t_table():
+    import math
+
+    from kdbench.metrics.stats import _T975, t_two_sided_p
+
+    for t in (0.0, 0.3, 1.0, 2.5, 12.0):
+        assert t_two_sided_p(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), abs=1e-12)
+        assert t_two_sided_p(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)
+        assert t_two_sided_p(-t, 5) == t_two_sided_p(t, 5)
+    for df, critical in enumerate(_T975, start=1):  # the 97.5% quantiles give p = 0.05
+        assert t_two_sided_p(critical, df) == pytest.approx(0.05, abs=5e-4)
+    assert t_two_sided_p(math.inf, 3) == 0.0
+
+
+def test_paired_t_p_and_holm():
+    from kdbench.metrics.stats import holm, paired_t_p
+
+    assert paired_t_p([1.0]) is None
+    assert paired_t_p([2.0, 2.0, 2.0]) == 0.0 and paired_t_p([0.0, 0.0]) == 1.0
+    # mean 1.0333, sd 0.2082, n 3: t = 8.597 on 2 degrees of freedom
+    assert paired_t_p([1.2, 0.8, 1.1]) == pytest.approx(0.0132591, abs=1e-6)
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    assert holm({}) == {}

@@ -85,6 +85,32 @@ def test_pages_publishes_site_from_main_after_ci():
     assert [s["with"]["path"] for s in uploads] == ["site"]
 
 
+def _schema_check(files):
+    check = shutil.which("check-jsonschema")
+    assert check is not None, "check-jsonschema is in the test extra: pip install -e '.[test]'"
+    return subprocess.run(
+        [check, "--builtin-schema", "vendor.github-workflows", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_workflows_match_the_github_workflow_schema():
+    """Offline lint everywhere: SchemaStore's GitHub workflow schema, as check-jsonschema
+    ships it (actionlint, below, checks more where it can be installed)."""
+    result = _schema_check(sorted(WORKFLOWS.glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_workflow_schema_check_catches_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    text = (WORKFLOWS / "ci.yml").read_text()
+    broken.write_text(text.replace("runs-on:", "runs_on:", 1))
+    result = _schema_check([broken])
+    assert result.returncode != 0, "a job without runs-on must fail the check"
+
+
 def test_the_workflows_pass_actionlint():
     actionlint = shutil.which("actionlint")
     if actionlint is None:

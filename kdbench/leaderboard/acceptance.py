@@ -2,7 +2,8 @@
 
 A submission is a pull request adding records under ``leaderboards/`` (CONTRIBUTING.md).
 The build ranks any valid, finished, non-smoke record of a protocol's current version
-(:mod:`.intake`); a reviewer also asks for :data:`MIN_SEEDS` seeds per row. A record is
+(:mod:`.intake`); a row is ranked only with :data:`MIN_SEEDS` seeds, and one with fewer is
+shown apart as preliminary (:func:`kdbench.leaderboard.aggregate.rank_rows`). A record is
 *self-reported* when nobody could rebuild the code that produced it from what it says: it
 was made from a kdbench checkout with uncommitted changes (``kdbench.git_dirty``), or by a
 kdbench whose version is not a release (a ``.dev``, pre-release or ``+local`` version).
@@ -15,7 +16,8 @@ import re
 
 from kdbench.results import Record
 
-#: The fewest seeds a submitted (method, student) row should have.
+#: The seed policy: the fewest seeds a (method, student) row needs to be ranked (the
+#: default of ``kdbench leaderboard build --min-seeds``).
 MIN_SEEDS = 3
 
 #: A final release number (``0.2``, ``1.4.0``, ``1.4.0.post1``): no dev, pre or local part.

@@ -3,11 +3,16 @@
 One table per (suite, protocol, protocol version) and, for the device protocol, per device
 fingerprint, so versions, suites and devices are never mixed. One row per (method, method
 version, student): the same method with two students is two rows. Each metric is the mean
-over seeds, with a 95% CI from the seeds when there are two or more
-(:func:`kdbench.metrics.stats.mean_ci95`) and the record's own CI otherwise; beside it, the
-paired difference from the ``supervised`` row with the same student
-(:mod:`.baselines`). Rows are sorted by the table's first headline metric; reference rows
-are kept in that order but get no rank.
+over seeds, with a 95% CI across the seeds (Student's t, n-1) when there are two or more
+(:func:`kdbench.metrics.stats.mean_ci95`). A one-seed cell has no interval: the record's own
+CI (over its episodes, tasks or draws) is another quantity, kept apart in
+``Cell.record_ci95`` so that the two kinds never share a column. Beside it, the paired
+difference from the ``supervised`` row with the same student (:mod:`.baselines`).
+
+Rows are sorted by the table's first headline metric. The seed policy: a row is ranked only
+with at least :data:`~kdbench.leaderboard.acceptance.MIN_SEEDS` seeds; a row with fewer is
+*preliminary*, listed after every fully-seeded row and never ranked. Reference rows are
+kept in value order but get no rank.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kdbench.leaderboard.acceptance import self_reported
+from kdbench.leaderboard.acceptance import MIN_SEEDS, self_reported
 from kdbench.leaderboard.baselines import Delta, attach_deltas
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.intake import RecordFile
@@ -59,9 +64,12 @@ class Cell:
 
     mean: float | None
     ci95: float | None
+    """95% CI half-width across seeds; None below two seeds."""
     count: int
     reason: str | None = None
     exact: bool = False
+    record_ci95: float | None = None
+    """With one seed, the record's own 95% CI (over episodes, tasks or draws)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,12 @@ class Row:
     """Per metric, the paired difference from the baseline row with the same student."""
     self_reported: tuple[str, ...] = ()
     """Why some of the row's records are self-reported (:mod:`.acceptance`); empty if none."""
+    preliminary: bool = False
+    """Fewer seeds than the seed policy asks for: shown after the ranked rows, not ranked."""
+
+    @property
+    def seed_count(self) -> int:
+        return len({run.seed for run in self.runs})
 
     def value(self, metric: str | None) -> float | None:
         cell = self.cells.get(metric) if metric else None
@@ -201,9 +215,10 @@ def seed_statistics(frame: pd.DataFrame) -> pd.DataFrame:
     counts = stats["count"].to_numpy()
     crit = np.array([critical_value(int(n)) if n >= 2 else math.nan for n in counts])
     seeds_ci = crit * stats["std"].to_numpy() / np.sqrt(np.maximum(counts, 1))
-    stats["ci95"] = np.where(counts >= 2, seeds_ci, stats["single_ci"].to_numpy())
+    stats["ci95"] = np.where(counts >= 2, seeds_ci, math.nan)
+    stats["record_ci95"] = np.where(counts == 1, stats["single_ci"].to_numpy(), math.nan)
     stats["exact"] = (counts >= 2) & (stats["std"].to_numpy() == 0)
-    return stats[["mean", "ci95", "count", "exact"]]
+    return stats[["mean", "ci95", "count", "exact", "record_ci95"]]
 
 
 def _null_reasons(frame: pd.DataFrame) -> dict[tuple[object, ...], str]:
@@ -241,14 +256,21 @@ def _columns(frame: pd.DataFrame) -> tuple[list[Column], str | None]:
     return columns, sort_metric
 
 
-def rank_rows(rows: list[Row], sort_metric: str | None, higher_is_better: bool) -> list[Row]:
-    """Rows best first by ``sort_metric`` (n/a last); competition ranks for non-reference rows."""
+def rank_rows(
+    rows: list[Row], sort_metric: str | None, higher_is_better: bool, min_seeds: int = MIN_SEEDS
+) -> list[Row]:
+    """Rows best first by ``sort_metric`` (n/a last), fully-seeded rows before preliminary
+    ones (fewer than ``min_seeds`` seeds); competition ranks for fully-seeded, non-reference
+    rows."""
+    for row in rows:
+        row.preliminary = not row.reference and row.seed_count < min_seeds
 
     def order(row: Row) -> tuple[object, ...]:
         value = row.value(sort_metric)
         missing = value is None
         signed = 0.0 if value is None else (-value if higher_is_better else value)
-        return (missing, signed, row.method, row.method_version, student_key(row.student))
+        key = (missing, signed, row.method, row.method_version, student_key(row.student))
+        return (row.preliminary, *key)
 
     ordered = sorted(rows, key=order)
     ranked = 0
@@ -256,7 +278,7 @@ def rank_rows(rows: list[Row], sort_metric: str | None, higher_is_better: bool) 
     previous_rank = 0
     for row in ordered:
         value = row.value(sort_metric)
-        if row.reference or value is None:
+        if row.reference or row.preliminary or value is None:
             row.rank = None
             continue
         ranked += 1
@@ -287,8 +309,9 @@ def _per_seed(records: Sequence[Record]) -> dict[str, dict[int, float]]:
     }
 
 
-def build_tables(files: Sequence[RecordFile]) -> list[Table]:
-    """The leaderboard tables of the ranked record files, sorted by suite, protocol, device."""
+def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> list[Table]:
+    """The leaderboard tables of the ranked record files, sorted by suite, protocol, device;
+    rows with fewer than ``min_seeds`` seeds are preliminary (see :func:`rank_rows`)."""
     files = sorted(files, key=lambda f: f.path)
     frame = metric_frame(files)
     cells: dict[tuple[object, ...], Cell] = {}
@@ -296,12 +319,13 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
     if len(frame):
         stats = seed_statistics(frame)
         reasons = _null_reasons(frame)
-        for key, mean, ci95, count, exact in zip(
+        for key, mean, ci95, count, exact, record_ci95 in zip(
             stats.index,
             stats["mean"],
             stats["ci95"],
             stats["count"],
             stats["exact"],
+            stats["record_ci95"],
             strict=True,
         ):
             missing = math.isnan(mean)
@@ -311,6 +335,7 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
                 int(count),
                 reasons.get(key) if missing else None,
                 exact=bool(exact) and not missing,
+                record_ci95=None if missing or math.isnan(record_ci95) else float(record_ci95),
             )
         table_frames = dict(iter(frame.groupby(list(TABLE_KEYS), sort=True)))
 
@@ -374,7 +399,7 @@ def build_tables(files: Sequence[RecordFile]) -> list[Table]:
                 version=int(version),  # type: ignore[call-overload]
                 device=str(device),
                 columns=columns,
-                rows=rank_rows(rows, sort_metric, sort_hib),
+                rows=rank_rows(rows, sort_metric, sort_hib, min_seeds),
                 sort_metric=sort_metric,
                 config_hashes=sorted(hashes),
             )

@@ -5,16 +5,21 @@ A method only means something next to the same student trained on labels alone (
 student*, never another architecture's. The difference is paired over the seeds both rows
 share: the mean of the per-seed differences, with a 95% t interval from them
 (:func:`kdbench.metrics.stats.mean_ci95`), and no value below two shared seeds.
+
+Each difference also has a paired t-test p-value, and the differences of one metric in one
+table are one family: a difference is *significant* when its Holm-adjusted p-value is below
+:data:`ALPHA` (:func:`kdbench.metrics.stats.holm`), so a table of many methods does not
+flag chance differences.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from kdbench.leaderboard.students import row_label
-from kdbench.metrics.stats import paired_ci95
+from kdbench.metrics.stats import holm, paired_ci95, paired_t_p
 
 if TYPE_CHECKING:
     from kdbench.leaderboard.aggregate import Row
@@ -23,6 +28,8 @@ if TYPE_CHECKING:
 BASELINE_METHOD = "supervised"
 #: The fewest shared seeds a paired difference is shown for.
 MIN_SHARED_SEEDS = 2
+#: The family-wise error rate of the differences from the baseline in one table and metric.
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,15 @@ class Delta:
     seeds: tuple[int, ...]
     baseline: str
     reason: str | None = None
+    p_value: float | None = None
+    """Two-sided paired t-test p-value over the shared seeds."""
+    p_holm: float | None = None
+    """``p_value`` after Holm's correction across the table's rows (same metric)."""
+
+    @property
+    def significant(self) -> bool:
+        """The difference holds after Holm's correction: adjusted p below :data:`ALPHA`."""
+        return self.p_holm is not None and self.p_holm < ALPHA
 
 
 def paired_delta(
@@ -42,6 +58,7 @@ def paired_delta(
 ) -> Delta:
     """``values - baseline`` over the seeds both have, paired by seed."""
     mean, ci95, seeds = paired_ci95(values, baseline)
+    p_value = paired_t_p([values[s] - baseline[s] for s in seeds])
     if len(seeds) < MIN_SHARED_SEEDS:
         shared = f"seed {seeds[0]}" if seeds else "no seed"
         reason = (
@@ -49,7 +66,7 @@ def paired_delta(
             f"{MIN_SHARED_SEEDS} or more"
         )
         return Delta(None, None, seeds, baseline_label, reason)
-    return Delta(mean, ci95, seeds, baseline_label)
+    return Delta(mean, ci95, seeds, baseline_label, p_value=p_value)
 
 
 def is_baseline(row: Row) -> bool:
@@ -86,3 +103,12 @@ def attach_deltas(rows: Sequence[Row], metrics: Sequence[str]) -> None:
             for metric in metrics
             if metric in row.per_seed and metric in baseline.per_seed
         }
+    for metric in metrics:
+        family = {
+            str(i): row.deltas[metric].p_value
+            for i, row in enumerate(rows)
+            if metric in row.deltas and row.deltas[metric].p_value is not None
+        }
+        for key, adjusted in holm(family).items():
+            row = rows[int(key)]
+            row.deltas[metric] = replace(row.deltas[metric], p_holm=adjusted)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from kdbench.atomic import umask
 from kdbench.errors import SiteError
+from kdbench.leaderboard.acceptance import MIN_SEEDS
 from kdbench.leaderboard.aggregate import Table, build_tables
 from kdbench.leaderboard.catalog import Catalog
 from kdbench.leaderboard.costs import device_costs
@@ -63,15 +64,16 @@ class BuildReport:
 
 
 def site_files(
-    intake: Intake, catalog: Catalog | None = None
+    intake: Intake, catalog: Catalog | None = None, min_seeds: int = MIN_SEEDS
 ) -> tuple[list[Table], Iterator[tuple[str, bytes]]]:
     """The tables of ``intake`` and every file of its site, as ``(site path, bytes)``.
 
-    ``catalog`` explains the protocols and methods; by default the installed ones.
+    ``catalog`` explains the protocols and methods; by default the installed ones. Rows
+    with fewer than ``min_seeds`` seeds are preliminary (the seed policy).
     """
-    tables = build_tables(intake.ranked)
+    tables = build_tables(intake.ranked, min_seeds)
     catalog = Catalog.from_registry() if catalog is None else catalog
-    renderer = SiteRenderer(intake, tables, device_costs(intake.ranked), catalog)
+    renderer = SiteRenderer(intake, tables, device_costs(intake.ranked), catalog, min_seeds)
     return tables, renderer.files()
 
 
@@ -335,6 +337,7 @@ def build_site(
     *,
     protocol_versions: Mapping[str, int] | None = None,
     catalog: Catalog | None = None,
+    min_seeds: int = MIN_SEEDS,
 ) -> BuildReport:
     """Render the site for the records under ``records`` into ``out``.
 
@@ -349,7 +352,7 @@ def build_site(
     warnings: list[str] = []
     previous = _previous_site(out, warnings)
     warnings += [f"{path} was left by an interrupted build; remove it" for path in _leftovers(out)]
-    tables, files = site_files(intake, catalog)
+    tables, files = site_files(intake, catalog, min_seeds)
     report = BuildReport(Path(records), given, intake, tables, warnings=warnings)
     try:
         staging = _Staging(out, previous)
@@ -386,6 +389,7 @@ def check_site(
     *,
     protocol_versions: Mapping[str, int] | None = None,
     catalog: Catalog | None = None,
+    min_seeds: int = MIN_SEEDS,
 ) -> BuildReport:
     """Compare ``out`` with what :func:`build_site` would write; nothing is written.
 
@@ -393,7 +397,7 @@ def check_site(
     """
     out = Path(out)
     intake = _screened(records, out, protocol_versions)
-    tables, files = site_files(intake, catalog)
+    tables, files = site_files(intake, catalog, min_seeds)
     report = BuildReport(Path(records), out, intake, tables)
     tree = _Tree()
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from kdbench.leaderboard.acceptance import MIN_SEEDS
 from kdbench.reporting import fail
 from kdbench.terminal import printable
 
@@ -52,6 +53,12 @@ def build_command(
     check: bool = typer.Option(
         False, "--check", help="Write nothing; exit 1 listing the files that would change."
     ),
+    min_seeds: int = typer.Option(
+        MIN_SEEDS,
+        "--min-seeds",
+        min=1,
+        help="Seed policy: rows with fewer seeds are shown as preliminary and not ranked.",
+    ),
 ) -> None:
     """Build the static leaderboard site from result records.
 
@@ -60,7 +67,7 @@ def build_command(
     from kdbench.leaderboard.build import SiteError, build_site, check_site
 
     try:
-        report = (check_site if check else build_site)(records, out)
+        report = (check_site if check else build_site)(records, out, min_seeds=min_seeds)
     except SiteError as error:
         fail(str(error))
         return

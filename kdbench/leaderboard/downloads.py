@@ -40,12 +40,15 @@ TABLE_COLUMNS = (
     "sort_metric",
     "mean",
     "ci95",
+    "record_ci95",
     "seeds",
+    "preliminary",
     "values",
     "reason",
     "delta_vs_baseline",
     "delta_ci95",
     "delta_seeds",
+    "delta_p_holm",
     "baseline",
 )
 
@@ -76,12 +79,15 @@ def table_rows(tables: Sequence[Table]) -> list[dict[str, Any]]:
                         "sort_metric": column.name == table.sort_metric,
                         "mean": cell.mean if cell else None,
                         "ci95": cell.ci95 if cell else None,
+                        "record_ci95": cell.record_ci95 if cell else None,
                         "seeds": len(row.runs),
+                        "preliminary": row.preliminary,
                         "values": cell.count if cell else 0,
                         "reason": (cell.reason if cell else "not reported by these records"),
                         "delta_vs_baseline": delta.mean if delta else None,
                         "delta_ci95": delta.ci95 if delta else None,
                         "delta_seeds": len(delta.seeds) if delta else None,
+                        "delta_p_holm": delta.p_holm if delta else None,
                         "baseline": delta.baseline if delta else None,
                     }
                 )

@@ -151,6 +151,19 @@ class TableView:
         return sum(row.rank is not None for row in self.table.rows)
 
     @functools.cached_property
+    def row_groups(self) -> list[tuple[bool, list[Row]]]:
+        """``(preliminary, rows)``: the fully-seeded and reference rows, then (if any) the
+        preliminary ones, each group its own table body so that sorting never mixes them."""
+        full = [row for row in self.table.rows if not row.preliminary]
+        preliminary = [row for row in self.table.rows if row.preliminary]
+        return [(False, full)] + ([(True, preliminary)] if preliminary else [])
+
+    @property
+    def column_count(self) -> int:
+        """Columns of the table: rank, method, student, version, metrics, deltas, seeds, runs."""
+        return 6 + len(self.table.columns) + len(self.delta_columns)
+
+    @functools.cached_property
     def rows_by_method(self) -> dict[str, list[Row]]:
         """The table's rows of each method, in table order."""
         out: dict[str, list[Row]] = {}
@@ -255,12 +268,14 @@ class SiteRenderer:
         tables: Sequence[Table],
         costs: DeviceCosts,
         catalog: Catalog | None = None,
+        min_seeds: int = MIN_SEEDS,
     ):
         self.intake = intake
         self.tables = list(tables)
         self.costs = costs
         self.catalog = catalog or Catalog()
         self.env = environment()
+        self.env.globals["min_seeds"] = min_seeds
         self.pages = intake.pages()
         self.run_pages = intake.run_pages(self.pages)
         valid = [f.record for f in intake.files if f.record is not None]

@@ -61,3 +61,107 @@ def proportion_ci95(correct: int, n: int) -> tuple[float, float]:
         raise ValueError("proportion_ci95 needs at least one example")
     p = correct / n
     return 100 * p, 100 * Z975 * math.sqrt(p * (1 - p) / n)
+
+
+def t_two_sided_p(t: float, df: int) -> float:
+    """Two-sided p-value of Student's t statistic ``t`` with ``df`` degrees of freedom.
+
+    Exact for integer ``df`` by the finite series of Abramowitz and Stegun 26.7.3-4:
+    with ``theta = atan(|t| / sqrt(df))``, ``P(|T| < |t|)`` is a short sum of powers of
+    ``cos(theta)``; no special-function library is needed.
+    """
+    if df < 1:
+        raise ValueError("Student's t needs at least 1 degree of freedom")
+    if math.isnan(t):
+        raise ValueError("t is NaN")
+    if math.isinf(t):
+        return 0.0
+    theta = math.atan(abs(t) / math.sqrt(df))
+    s, c = math.sin(theta), math.cos(theta)
+    if df % 2 == 1:
+        total, term = 0.0, c
+        if df > 1:
+            total = term
+            for k in range(3, df - 1, 2):
+                term *= c * c * (k - 1) / k
+                total += term
+        inside = 2 / math.pi * (theta + s * total)
+    else:
+        total, term = 1.0, 1.0
+        for k in range(2, df - 1, 2):
+            term *= c * c * (k - 1) / k
+            total += term
+        inside = s * total
+    return min(1.0, max(0.0, 1.0 - inside))
+
+
+def paired_t_p(differences: Iterable[float]) -> float | None:
+    """Two-sided p-value of a paired t-test on per-seed ``differences`` (mean zero under
+    the null); None below two differences. Identical non-zero differences give 0."""
+    x = np.asarray(list(differences), dtype=np.float64)
+    if x.size < 2:
+        return None
+    sd = float(x.std(ddof=1))
+    mean = float(x.mean())
+    if sd == 0:
+        return 1.0 if mean == 0 else 0.0
+    return t_two_sided_p(mean / (sd / math.sqrt(x.size)), int(x.size - 1))
+
+
+def holm(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm's step-down adjusted p-values (``min(1, max_{j<=i} (m - j + 1) p_(j))``) for a
+    family of tests; a test is significant at level alpha when its adjusted p is below it."""
+    ordered = sorted(p_values.items(), key=lambda kv: (kv[1], kv[0]))
+    m = len(ordered)
+    adjusted: dict[str, float] = {}
+    running = 0.0
+    for i, (key, p) in enumerate(ordered):
+        running = max(running, min(1.0, (m - i) * p))
+        adjusted[key] = running
+    return adjusted
+
+
+def paired_bootstrap(
+    differences: Mapping[int, np.ndarray],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    chunk: int = 50,
+) -> tuple[float, float, float, float]:
+    """A hierarchical paired bootstrap of a mean difference: ``(mean, lower, upper, p)``.
+
+    ``differences`` maps each shared seed to the per-draw differences A - B of that seed
+    (the same episodes, tasks or draws scored for both; one value per seed when the records
+    keep no draws). Each resample draws the seeds with replacement, then each drawn seed's
+    draws with replacement, and averages; the 95% interval is the 2.5 and 97.5 percentiles.
+    The two-sided p-value is twice the smaller tail of the resamples at 0, at least
+    ``1 / resamples`` (a bootstrap cannot say less).
+    """
+    if not differences:
+        raise ValueError("paired_bootstrap needs at least one seed")
+    arrays = [np.asarray(v, dtype=np.float64).reshape(-1) for _, v in sorted(differences.items())]
+    if any(a.size == 0 or not np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError("paired_bootstrap needs finite, non-empty differences per seed")
+    rng = np.random.default_rng(seed)
+    n_seeds = len(arrays)
+    means = np.array([a.mean() for a in arrays])
+    out = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        picks = rng.integers(0, n_seeds, size=(size, n_seeds))
+        totals = np.zeros(size)
+        slots = np.arange(n_seeds)
+        for s, array in enumerate(arrays):
+            counts = (picks == s).sum(axis=1)
+            if array.size == 1:
+                totals += counts * means[s]
+                continue
+            # a seed drawn k times gets k independent resamples of its draws
+            idx = rng.integers(0, array.size, size=(size, n_seeds, array.size))
+            inner = array[idx].mean(axis=2)
+            totals += (inner * (slots < counts[:, None])).sum(axis=1)
+        out[start : start + size] = totals / n_seeds
+    lower, upper = np.percentile(out, [2.5, 97.5])
+    tail = min(float(np.mean(out <= 0)), float(np.mean(out >= 0)))
+    p = max(min(1.0, 2 * tail), 1 / resamples)
+    return float(means.mean()), float(lower), float(upper), p

@@ -7,6 +7,8 @@
  * rows containing its text, and a <select class="student-filter" data-table="ID"> only the
  * rows whose data-student is the chosen student (option values are "@" + the name, "" for
  * all; rows without a student, the teacher's, stay as context); both apply together.
+ * A table may have several <tbody> groups (ranked rows, then preliminary ones): each sorts
+ * within itself, and a row with class "group-head" is a group's heading, never sorted.
  * Before printing, folded <details> (charts, legends) are opened.
  */
 (function () {
@@ -33,17 +35,26 @@
     return descending ? -order : order;
   }
 
+  function dataRows(body) {
+    return Array.prototype.filter.call(body.rows, function (row) {
+      return !row.classList.contains("group-head");
+    });
+  }
+
+  // Each <tbody> sorts on its own, so a group (the preliminary rows) never moves above
+  // another; a group's heading row stays first.
   function sortTable(table, header, descending) {
     var index = header.cellIndex;
     var type = header.getAttribute("data-type");
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows).map(function (row, position) {
-      return { row: row, key: sortValue(row, index, type), position: position };
+    Array.prototype.forEach.call(table.tBodies, function (body) {
+      var rows = dataRows(body).map(function (row, position) {
+        return { row: row, key: sortValue(row, index, type), position: position };
+      });
+      rows.sort(function (a, b) {
+        return compare(a.key, b.key, descending) || a.position - b.position;
+      });
+      rows.forEach(function (item) { body.appendChild(item.row); });
     });
-    rows.sort(function (a, b) {
-      return compare(a.key, b.key, descending) || a.position - b.position;
-    });
-    rows.forEach(function (item) { body.appendChild(item.row); });
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
       th.removeAttribute("aria-sort");
     });
@@ -80,7 +91,10 @@
     var table = document.getElementById(owner.getAttribute("data-table"));
     if (!table || !table.tBodies.length) return;
     var count = tools.querySelector(".table-count");
-    var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+    var rows = [];
+    Array.prototype.forEach.call(table.tBodies, function (body) {
+      rows = rows.concat(dataRows(body));
+    });
     function apply() {
       var words = input ? input.value.toLowerCase().split(/\s+/).filter(Boolean) : [];
       var chosen = student ? student.value : "";

@@ -23,7 +23,7 @@ PAYLOAD = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 def sample_records() -> list[dict]:
     """A small leaderboard plus one record for each reason a record is not ranked."""
     records = leaderboard_records(
-        methods=5, seeds=2, suites=("embedded", "standard"), fingerprints=(CPU, GPU)
+        methods=5, seeds=3, suites=("embedded", "standard"), fingerprints=(CPU, GPU)
     )
     records += [
         make_record(method=PAYLOAD, description=PAYLOAD, url="https://example.org/p?a=1&b=2"),

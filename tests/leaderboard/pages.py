@@ -99,15 +99,18 @@ def parse(html: str | Path) -> Element:
 
 
 def table_cells(page: Element, table_id: str) -> list[list[str]]:
-    """The text of each body cell of the table with ``table_id``, row by row (without the
-    numbers that link blank cells to their notes)."""
+    """The text of each body cell of the table with ``table_id``, row by row, over every
+    body (ranked rows, then preliminary ones; a group's heading row left out), without the
+    numbers that link blank cells to their notes."""
     table = page.by_id(table_id)
     assert table is not None, f"no table #{table_id}"
-    body = table.find_all("tbody")[0]
     rows = []
-    for tr in body.find_all("tr"):
-        cells = [c for c in tr.children if c.tag in {"td", "th"}]
-        rows.append([" ".join(c.shown_text.split()) for c in cells])
+    for body in table.find_all("tbody"):
+        for tr in body.find_all("tr"):
+            if "group-head" in (tr.attrs.get("class") or ""):
+                continue
+            cells = [c for c in tr.children if c.tag in {"td", "th"}]
+            rows.append([" ".join(c.shown_text.split()) for c in cells])
     return rows
 
 
@@ -118,7 +121,9 @@ def table_notes(page: Element, table_id: str) -> dict[str, list[str]]:
     assert table is not None, f"no table #{table_id}"
     texts = {li.attrs.get("id"): " ".join(li.all_text.split()) for li in page.find_all("li")}
     out: dict[str, list[str]] = {}
-    for tr in table.find_all("tbody")[0].find_all("tr"):
+    for tr in (tr for body in table.find_all("tbody") for tr in body.find_all("tr")):
+        if "group-head" in (tr.attrs.get("class") or ""):
+            continue
         cells = [c for c in tr.children if c.tag in {"td", "th"}]
         key = " ".join(" ".join(c.shown_text.split()) for c in cells[:3])
         links = [a.attrs.get("href", "") for sup in tr.find_all("sup") for a in sup.find_all("a")]

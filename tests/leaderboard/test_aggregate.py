@@ -30,10 +30,29 @@ def test_mean_and_ci_over_seeds_match_mean_ci95():
     assert cell.count == 3 and len(row.runs) == 3
 
 
-def test_one_seed_keeps_the_records_own_ci():
+def test_one_seed_keeps_the_records_own_ci_apart_from_the_seeds_ci():
+    """Before, a one-seed cell showed the record's CI (over episodes) in the column where
+    other rows show the CI across seeds; the two kinds are now never in one column."""
     (table,) = build_tables(_files(make_record(metrics=[_score(70.0, ci95=1.25)])))
     cell = table.rows[0].cells["score"]
-    assert (cell.mean, cell.ci95, cell.count) == (70.0, 1.25, 1)
+    assert (cell.mean, cell.ci95, cell.count, cell.record_ci95) == (70.0, None, 1, 1.25)
+
+
+def test_rows_below_the_seed_minimum_are_preliminary_and_never_above_ranked_rows():
+    """The row with one seed scores highest, yet it is listed after the three-seed rows and
+    gets no rank (before, it ranked first)."""
+    records = [make_record(method="lucky", metrics=[_score(99.0)])]
+    for seed in range(3):
+        records.append(make_record(method="solid", seed=seed, metrics=[_score(70.0 + seed)]))
+        records.append(make_record(method="weak", seed=seed, metrics=[_score(50.0 + seed)]))
+    (table,) = build_tables(_files(*records))
+    assert [(r.method, r.rank, r.preliminary) for r in table.rows] == [
+        ("solid", 1, False),
+        ("weak", 2, False),
+        ("lucky", None, True),
+    ]
+    (lenient,) = build_tables(_files(*records), min_seeds=1)
+    assert [(r.method, r.rank) for r in lenient.rows] == [("lucky", 1), ("solid", 2), ("weak", 3)]
 
 
 def test_a_null_metric_stays_null_with_its_reason():
@@ -62,7 +81,8 @@ def test_the_first_headline_metric_sorts_and_references_get_no_rank():
             rec("teacher", 80, 95, reference=True),
             rec("high", 60, 70),
             rec("tie", 60, 50),
-        )
+        ),
+        min_seeds=1,
     )
     assert table.sort_metric == "acc_1shot"
     assert [(r.method, r.rank) for r in table.rows] == [
@@ -83,7 +103,9 @@ def test_lower_is_better_sorts_ascending_and_missing_values_go_last():
             metrics=[_score(value, name="latency", higher_is_better=False, reason=reason)],
         )
 
-    (table,) = build_tables(_files(rec("slow", 9.0), rec("none", None), rec("fast", 1.0)))
+    (table,) = build_tables(
+        _files(rec("slow", 9.0), rec("none", None), rec("fast", 1.0)), min_seeds=1
+    )
     assert [(r.method, r.rank) for r in table.rows] == [("fast", 1), ("slow", 2), ("none", None)]
 
 

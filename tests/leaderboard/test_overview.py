@@ -42,7 +42,7 @@ def _records() -> list[dict]:
 
 def _site(tmp_path):
     write_records(tmp_path / "records", _records())
-    return build_site(tmp_path / "records", tmp_path / "site", protocol_versions={})
+    return build_site(tmp_path / "records", tmp_path / "site", protocol_versions={}, min_seeds=1)
 
 
 def test_cells_hold_the_headline_or_say_why_it_is_missing(tmp_path):

@@ -59,7 +59,12 @@ def test_the_student_filter_lists_the_students_and_tags_the_rows(zoo_built):
     (select,) = [s for s in tools.find_all("select") if s.attrs.get("class") == "student-filter"]
     options = [(o.attrs["value"], o.all_text) for o in select.find_all("option")]
     assert options == [("", "all students"), *((f"@{s}", s) for s in STUDENTS)]
-    rows = table.find_all("tbody")[0].find_all("tr")
+    rows = [
+        tr
+        for body in table.find_all("tbody")
+        for tr in body.find_all("tr")
+        if "group-head" not in (tr.attrs.get("class") or "")
+    ]
     assert len(rows) == len(_fewshot(zoo_built).rows)
     tagged = [tr.attrs.get("data-student") for tr in rows]
     assert tagged == [r.student for r in _fewshot(zoo_built).rows]
@@ -79,7 +84,8 @@ def test_the_difference_from_supervised_pairs_the_same_student(zoo_built):
             assert text == "baseline"
         elif delta is not None and delta.mean is not None:
             assert delta.baseline == f"supervised · {row.student} 0.1.0"
-            assert text == f"{signed_number(delta.mean)} {format_ci(delta.mean, delta.ci95)}"
+            mark = " ✱" if delta.significant else ""
+            assert text == f"{signed_number(delta.mean)} {format_ci(delta.mean, delta.ci95)}{mark}"
         else:
             assert text == "–"  # blank, with a note saying why
     dkd = next(r for r in table.rows if r.method == "dkd")  # one seed: no paired interval
@@ -187,3 +193,44 @@ def test_the_same_student_records_give_the_same_bytes(zoo_built, zoo_dir, tmp_pa
     )
     assert done.returncode == 0, done.stderr
     assert site(tmp_path / "fresh") == site(zoo_built.out)
+
+
+def test_the_seed_policy_and_holm_marks_show_on_the_page(tmp_path):
+    """A consistent gain over supervised is marked ✱, a noisy one is not; a one-seed row
+    sits in its own table body after the ranked rows, and its cell shows no interval but
+    names the record's own CI in its tooltip."""
+    from kdbench.leaderboard.build import build_site
+    from tests.leaderboard.records import make_record, metric, write_records
+
+    def row(method, seed, value):
+        return make_record(
+            method=method,
+            seed=seed,
+            subject="shapes-vit-tiny",
+            metrics=[metric("acc_1shot", value, headline=True, ci95=0.7)],
+        )
+
+    records = []
+    for seed, (base, steady, noisy) in enumerate([(50, 55, 40), (52, 57.5, 66), (51, 56, 52)]):
+        records += [row("supervised", seed, base), row("kd", seed, steady)]
+        records.append(row("rkd", seed, noisy))
+    records.append(row("lucky", 0, 99.0))
+    write_records(tmp_path / "records", records)
+    report = build_site(tmp_path / "records", tmp_path / "site", protocol_versions={})
+    (table,) = report.tables
+    rows = {r.method: r for r in table.rows}
+    assert rows["kd"].deltas["acc_1shot"].significant
+    assert not rows["rkd"].deltas["acc_1shot"].significant
+    assert rows["lucky"].preliminary and rows["lucky"].rank is None
+    assert [r.method for r in table.rows][-1] == "lucky"
+
+    page = parse(report.out / "protocols" / "embedded" / "fewshot.html")
+    bodies = page.by_id("t-fewshot-v1").find_all("tbody")
+    assert len(bodies) == 2 and bodies[1].attrs.get("class") == "preliminary"
+    head, lucky = bodies[1].find_all("tr")
+    assert "fewer than 3 seeds" in head.all_text
+    cells = {r[1]: r for r in table_cells(page, "t-fewshot-v1")}
+    assert cells["kd"][5].endswith("✱") and not cells["rkd"][5].endswith("✱")
+    assert cells["lucky"][0] == "prelim." and cells["lucky"][4] == "99.00"
+    tooltip = [td.attrs.get("title", "") for td in lucky.find_all("td")]
+    assert any("record's own 95% CI" in t and "± 0.70" in t for t in tooltip)
