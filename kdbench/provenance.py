@@ -90,6 +90,26 @@ def environment() -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_count": _cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "eval_batch_size": _eval_batch_size(),
+        "determinism": determinism_flags(),
+    }
+
+
+def _eval_batch_size() -> int:
+    from kdbench.train import EVAL_BATCH_SIZE
+
+    return EVAL_BATCH_SIZE
+
+
+def determinism_flags() -> dict[str, Any]:
+    """The PyTorch settings that decide whether a run repeats bit for bit."""
+    import torch
+
+    return {
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
     }
 
 

@@ -288,6 +288,14 @@ class Environment(_Strict):
     cpu: Name | None = None
     cpu_count: Count | None = None
     torch_threads: Count | None = None
+    eval_batch_size: Count | None = Field(
+        None, description="Batch size of frozen-model evaluation; training's is in the config."
+    )
+    determinism: dict[str, bool | Name] | None = Field(
+        None,
+        description="PyTorch determinism settings the run had (deterministic algorithms, "
+        "cuDNN flags, float32 matmul precision).",
+    )
 
 
 class ErrorInfo(_Strict):

@@ -270,12 +270,17 @@ def fit(
     return TrainResult(seconds=seconds, steps=step, last_loss=last_loss, resumed_from_step=resumed)
 
 
+EVAL_BATCH_SIZE = 256
+"""The batch size of frozen-model evaluation (:func:`predict`) unless a caller sets its own;
+records state it (``environment.eval_batch_size``). Training batch sizes are in the config."""
+
+
 @torch.no_grad()
 def predict(
     fn: Callable[[torch.Tensor], Any],
     images: torch.Tensor,
     *,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     device: str | torch.device = "cpu",
     progress: Callable[..., Any] | None = None,
     desc: str = "features",

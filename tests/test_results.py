@@ -379,3 +379,19 @@ def test_validate_prints_escape_codes_as_text(tmp_path):
     assert result.exit_code == 1
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "\\x1b[2Jevil.json" in result.stderr
+
+
+def test_records_state_the_eval_batch_size_and_determinism_flags():
+    from kdbench.provenance import environment
+    from kdbench.results import Environment
+    from kdbench.train import EVAL_BATCH_SIZE
+
+    env = Environment.model_validate(environment())
+    assert env.eval_batch_size == EVAL_BATCH_SIZE
+    assert env.determinism is not None
+    assert set(env.determinism) == {
+        "deterministic_algorithms",
+        "cudnn_deterministic",
+        "cudnn_benchmark",
+        "float32_matmul_precision",
+    }
