@@ -25,7 +25,7 @@ from kdbench.leaderboard.acceptance import MIN_SEEDS
 from kdbench.leaderboard.aggregate import Row, Table, build_tables
 from kdbench.leaderboard.baselines import is_baseline
 from kdbench.leaderboard.devices import short_id
-from kdbench.leaderboard.formatting import format_ci, format_number, signed_number
+from kdbench.leaderboard.formatting import ci_places, format_ci, format_number, signed_number
 from kdbench.terminal import printable
 
 FORMATS = ("markdown", "csv", "json")
@@ -53,7 +53,8 @@ def _delta(row: Row, metric: str) -> str:
     if delta is None or delta.mean is None:
         return "–"
     mark = " ✱" if delta.significant else ""
-    return f"{signed_number(delta.mean)} {format_ci(delta.mean, delta.ci95)}{mark}".strip()
+    places = ci_places(delta.mean, delta.ci95)
+    return f"{signed_number(delta.mean, places)} {format_ci(delta.mean, delta.ci95)}{mark}".strip()
 
 
 def _rank(row: Row) -> str:

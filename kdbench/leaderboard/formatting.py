@@ -31,11 +31,17 @@ def format_number(value: float | None, decimals: int | None = None) -> str:
     return text
 
 
+def ci_places(mean: float, ci95: float | None) -> int:
+    """Decimal places for a mean and its interval: those of the larger of the two, so a
+    difference near zero reads ``-0.01 ± 0.50``, not ``-0.00858 ± 0.50010``."""
+    return decimals_for(max(abs(mean), abs(ci95 or 0.0)))
+
+
 def format_ci(mean: float | None, ci95: float | None) -> str:
-    """The ``± 0.42`` part beside ``mean``, with the mean's decimal places; empty if unknown."""
+    """The ``± 0.42`` part beside ``mean``, with :func:`ci_places`; empty if unknown."""
     if mean is None or ci95 is None:
         return ""
-    return f"± {format_number(ci95, decimals_for(mean))}"
+    return f"± {format_number(ci95, ci_places(mean, ci95))}"
 
 
 def sort_key_text(value: float | None) -> str:

@@ -38,7 +38,13 @@ from kdbench.leaderboard.dots import (
     dot_whisker_svg,
 )
 from kdbench.leaderboard.downloads import records_json, tables_csv, tables_json
-from kdbench.leaderboard.formatting import format_ci, format_number, signed_number, sort_key_text
+from kdbench.leaderboard.formatting import (
+    ci_places,
+    format_ci,
+    format_number,
+    signed_number,
+    sort_key_text,
+)
 from kdbench.leaderboard.fronts import Front, table_fronts
 from kdbench.leaderboard.intake import REASONS, Intake, RecordFile, Unranked
 from kdbench.leaderboard.links import anchor, raw_record, relative, safe_url
@@ -93,6 +99,7 @@ def environment() -> jinja2.Environment:
     env.filters["safe_url"] = safe_url
     env.filters["short_id"] = short_id
     env.filters["signed"] = signed_number
+    env.globals["ci_places"] = ci_places
     env.filters["limit"] = tick_label
     env.filters["pretty_json"] = pretty_json
     env.filters["prose"] = render_prose

@@ -13,7 +13,7 @@ from pathlib import Path
 from kdbench.leaderboard.budgets import table_budgets
 from kdbench.leaderboard.build import build_site
 from kdbench.leaderboard.costs import device_costs
-from kdbench.leaderboard.formatting import format_ci, signed_number
+from kdbench.leaderboard.formatting import ci_places, format_ci, signed_number
 from tests.leaderboard.pages import parse, table_cells, table_notes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +85,9 @@ def test_the_difference_from_supervised_pairs_the_same_student(zoo_built):
         elif delta is not None and delta.mean is not None:
             assert delta.baseline == f"supervised · {row.student} 0.1.0"
             mark = " ✱" if delta.significant else ""
-            assert text == f"{signed_number(delta.mean)} {format_ci(delta.mean, delta.ci95)}{mark}"
+            places = ci_places(delta.mean, delta.ci95)
+            ci = format_ci(delta.mean, delta.ci95)
+            assert text == f"{signed_number(delta.mean, places)} {ci}{mark}"
         else:
             assert text == "–"  # blank, with a note saying why
     dkd = next(r for r in table.rows if r.method == "dkd")  # one seed: no paired interval
