@@ -26,7 +26,11 @@ def run_job(
     from kdbench.runner import run_units
     from kdbench.train import init_distributed_from_env
 
-    init_distributed_from_env()
+    if init_distributed_from_env():
+        from kdbench.train import distributed
+
+        rank, world = distributed()
+        print(f"kdbench job: rank {rank} of {world} (torch.distributed)", file=sys.stderr)
     registry = get_registry()
     statuses = []
     for data, attempt in zip(spec.units, spec.attempts):

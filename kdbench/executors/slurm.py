@@ -132,7 +132,9 @@ class SlurmExecutor:
 
             jobs = executor.map_array(UnitJob(), specs)
             for spec, job in zip(specs, jobs):
-                batch.remember(spec, {"executor": self.cluster, "job_id": str(job.job_id)})
+                where = str(self.folder_for(batch))
+                entry = {"executor": self.cluster, "job_id": str(job.job_id), "folder": where}
+                batch.remember(spec, entry)
                 batch.log(f"submitted {len(spec.units)} unit(s) as job {job.job_id}")
             submitted.extend(jobs)
         if batch.wait:
@@ -148,7 +150,8 @@ class SlurmExecutor:
         if job.get("executor") != "slurm" or self.cluster != "slurm":
             return False
         submitit = require_submitit()
-        state = submitit.SlurmJob(folder=".", job_id=job["job_id"]).state
+        folder = Path(job.get("folder") or ".") / "%j"
+        state = submitit.SlurmJob(folder=folder, job_id=job["job_id"]).state
         return state.split()[0].upper() in ACTIVE_STATES if state else False
 
 
