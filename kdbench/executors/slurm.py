@@ -71,10 +71,15 @@ class SlurmExecutor:
         self.folder = Path(folder) if folder else None
         self.max_requeues = max_requeues
 
+    @property
+    def name(self) -> str:
+        """The executor as records name it: ``slurm``, ``debug`` or ``submitit-local``."""
+        return "submitit-local" if self.cluster == "local" else self.cluster
+
     # -- submitit executors -------------------------------------------------------------
     def folder_for(self, batch: Batch) -> Path:
         """Where submitit keeps job scripts, pickles and logs (on the shared disk)."""
-        return self.folder or batch.jobs_dir / self.cluster
+        return self.folder or batch.jobs_dir / self.name
 
     def make_executor(self, batch: Batch, count: int, exclusive: bool) -> Any:
         """A submitit executor for an array of ``count`` jobs."""
@@ -124,7 +129,7 @@ class SlurmExecutor:
             batch.refuse_shared_machine("local")
         submitted = []
         for group, exclusive in ((shared, False), (alone, True)):
-            specs = batch.jobs(group, self.cluster, self.jobs)
+            specs = batch.jobs(group, self.name, self.jobs)
             if not specs:
                 continue
             executor = self.make_executor(batch, len(specs), exclusive)
@@ -133,7 +138,7 @@ class SlurmExecutor:
             jobs = executor.map_array(UnitJob(), specs)
             for spec, job in zip(specs, jobs):
                 where = str(self.folder_for(batch))
-                entry = {"executor": self.cluster, "job_id": str(job.job_id), "folder": where}
+                entry = {"executor": self.name, "job_id": str(job.job_id), "folder": where}
                 batch.remember(spec, entry)
                 batch.log(f"submitted {len(spec.units)} unit(s) as job {job.job_id}")
             submitted.extend(jobs)
