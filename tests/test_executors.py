@@ -181,6 +181,15 @@ def test_failed_units_are_retried_up_to_the_limit_with_their_attempt_counted(tmp
     given_up = triage.settled[1]
     assert given_up.status == "failed" and "failed 3 time(s)" in given_up.message
     assert "boom" in given_up.message
+    # a job that ended without writing any record counts as a try too
+    units[0].failed_path(tmp_path).unlink()
+    spec = batch.jobs([triage.pending[0][1]], "slurm")[0]
+    spec.attempts = [3]
+    batch.remember(spec, {"executor": "slurm", "job_id": "7"})
+    triage = batch.triage(active=lambda job: False)
+    assert not triage.pending
+    assert "failed 3 time(s)" in triage.settled[0].message
+    assert "wrote no record" in triage.settled[0].message
 
 
 # -- the local executor -------------------------------------------------------------------

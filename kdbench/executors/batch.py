@@ -131,19 +131,19 @@ class Batch:
                 found.settled[i] = Outcome(unit, "running", path, None, message)
                 continue
             failed = self._failed(unit)
-            attempt = 1
+            tried = 0  # a failed record, or a job that ended without writing one, is a try
             if failed is not None:
                 tried = failed.execution.attempt if failed.execution else 1
-                if tried > self.retries:
-                    message = (
-                        f"failed {tried} time(s), not retried (--retries {self.retries}); last "
-                        f"error: {failed.error.message if failed.error else '?'}"
-                    )
-                    where = unit.failed_path(self.out)
-                    found.settled[i] = Outcome(unit, "failed", where, failed, message)
-                    continue
-                attempt = tried + 1
-            found.pending.append((i, Pending(unit, attempt)))
+            if job is not None:
+                tried = max(tried, int(job.get("attempt", 1)))
+            if tried > self.retries:
+                error = failed.error.message if failed and failed.error else None
+                last = f"last error: {error}" if error else "its job wrote no record"
+                message = f"failed {tried} time(s), not retried (--retries {self.retries}); {last}"
+                where = unit.failed_path(self.out)
+                found.settled[i] = Outcome(unit, "failed", where, failed, message)
+                continue
+            found.pending.append((i, Pending(unit, tried + 1)))
         return found
 
     def _failed(self, unit: Unit) -> Any:
@@ -211,8 +211,9 @@ class Batch:
         from kdbench.executors.units import unit_from_spec
 
         ledger = self.ledger()
-        for unit_data in spec.units:
-            ledger[self._key(unit_from_spec(unit_data, self.registry))] = job
+        for unit_data, attempt in zip(spec.units, spec.attempts):
+            key = self._key(unit_from_spec(unit_data, self.registry))
+            ledger[key] = {**job, "attempt": attempt}
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.jobs_dir / "ledger.json", json.dumps(ledger, indent=1))
 
