@@ -230,9 +230,11 @@ def run_command(
     Example: kdbench run -p fewshot -m kd --student shapes-resnet12 --student shapes-vit-xs
     Example: kdbench run --suite standard --executor slurm --jobs 20 --slurm-partition gpu
     """
-    from kdbench.executors.driver import execute
+    from kdbench.executors.driver import device_for, execute
+    from kdbench.plugins import get_registry
     from kdbench.runner import format_summary
 
+    device = device_for(get_registry(), executor, device)  # before any work
     registry, units, unsupported = _planned(
         protocol, method, student, seed, suite, smoke, set_, shard
     )

@@ -193,7 +193,7 @@ def train_student(
             assert teacher is not None
             tensors += tuple(teacher.outputs(images, needs))
             notes += teacher.notes()
-        fit(
+        result = fit(
             RecipeStep(model, terms, needs),  # type: ignore[arg-type]
             tensors,
             budget,
@@ -202,6 +202,11 @@ def train_student(
             progress=progress,
             desc=desc,
         )
+        if result.resumed_from_step:
+            notes.append(
+                f"{desc} training was interrupted and resumed from its checkpoint at step "
+                f"{result.resumed_from_step} (the same result as an uninterrupted run)"
+            )
         seconds = time.perf_counter() - started
         if cache is not None:
             save_module_state(model, cache.folder, cache.key, {"train_seconds": seconds})

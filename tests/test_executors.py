@@ -264,18 +264,12 @@ def test_a_job_killed_mid_unit_resumes_from_its_checkpoint(world_weights, tmp_pa
     assert [o.status for o in report.outcomes] == ["ok"]
     assert _records(out) == [unit.record_path(out)]  # one record, no .failed.json
     assert not checkpoint.exists()  # the finished unit cleared its scratch space
-
-    monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path / "fresh-cache"))
-    plugins.reset()
-    registry, units = smoke_units(("fewshot",), ("kd",), overrides)
-    clean = runner.run_units(units, registry=registry, out=tmp_path / "clean", progress=False)
-    resumed = load_record(unit.record_path(out))
-
-    def scores(record):  # all but the measured times
-        return [m for m in record.metrics if m.unit != "s"]
-
-    assert scores(resumed) == scores(clean.outcomes[0].record)
-    assert len(scores(resumed)) > 2
+    notes = load_record(unit.record_path(out)).notes
+    assert (
+        f"base student training was interrupted and resumed from its checkpoint at step {step}"
+        in " ".join(notes)
+    )
+    # (that a resumed training equals the uninterrupted one is tests/test_train.py's)
 
 
 @pytest.mark.slow
@@ -297,7 +291,6 @@ def test_ddp_under_the_local_executor_two_gloo_tasks_and_only_rank_0_writes(
 
 def test_a_job_that_dies_without_a_record_is_reported_failed(tmp_path, monkeypatch):
     registry, units = smoke_units()
-    monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", "no-such-plugin")  # harmless warning
     monkeypatch.setattr(
         LocalExecutor,
         "_start",
@@ -324,3 +317,14 @@ def test_local_splits_the_cores_between_jobs(monkeypatch):
     env = LocalExecutor(jobs=2, tasks_per_unit=2)._env(rank=1, port=1234)
     assert env["OMP_NUM_THREADS"] == "2"
     assert (env["RANK"], env["WORLD_SIZE"], env["MASTER_PORT"]) == ("1", "2", "1234")
+
+
+def test_the_device_is_checked_here_only_where_units_run_here(monkeypatch):
+    from kdbench.executors.driver import device_for
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    registry = plugins.get_registry()
+    with pytest.raises(ConfigError, match="cuda"):
+        device_for(registry, "local", "cuda")
+    assert device_for(registry, "inline", "auto") == "cpu"
+    assert device_for(registry, "slurm", "cuda") == "cuda"  # the nodes have GPUs, not this

@@ -148,7 +148,7 @@ def test_a_job_past_its_time_limit_is_requeued_and_its_unit_finishes(
     training checkpoint."""
     monkeypatch.setenv("KDBENCH_CHECKPOINT_SECONDS", "0")
     monkeypatch.setenv("KDBENCH_SIGNAL_DELAY_S", "30")  # USR2 30 s in
-    registry, units = smoke_units(("fewshot",), ("kd",), {"fewshot.base.epochs": 4})
+    registry, units = smoke_units(("fewshot",), ("kd",), {"fewshot.base.epochs": 6})
     out = tmp_path / "out"
     executor = SlurmExecutor(cluster="local", timeout_min=1.0, max_requeues=5)
     report = executor.run(Batch(units, registry, out))
@@ -158,3 +158,4 @@ def test_a_job_past_its_time_limit_is_requeued_and_its_unit_finishes(
     assert logs.count("fewshot/kd/seed0 started") >= 2  # it ran again after the requeue
     record = load_record(units[0].record_path(out))
     assert record.execution.executor == "submitit-local" and record.execution.attempt == 1
+    assert any("interrupted and resumed from its checkpoint" in n for n in record.notes)

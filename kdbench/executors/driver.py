@@ -69,6 +69,16 @@ def executor_options(
     return options
 
 
+def device_for(registry: Registry, executor: str, device: str) -> str:
+    """``device`` checked and resolved here when ``executor`` runs units on this machine
+    (so a device it lacks fails before any work), else passed on as given: a GPU node's
+    ``auto`` is not the login node's."""
+    from kdbench.runtime import resolve_device
+
+    factory = registry.get("executors", executor).load()
+    return resolve_device(device) if getattr(factory, "runs_here", True) else device
+
+
 def execute(
     units: Sequence[Unit],
     *,

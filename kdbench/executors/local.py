@@ -77,6 +77,8 @@ class LocalExecutor:
 
     def _env(self, rank: int, port: int) -> dict[str, str]:
         env = dict(os.environ)
+        here = str(Path(__file__).resolve().parents[2])  # jobs run this kdbench, whatever
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
         if "OMP_NUM_THREADS" not in env:
             cores = os.cpu_count() or 1
             env["OMP_NUM_THREADS"] = str(max(1, cores // (self.jobs * self.tasks)))

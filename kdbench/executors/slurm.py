@@ -44,6 +44,8 @@ class SlurmExecutor:
     """A submitit executor: ``slurm`` on a cluster, ``debug`` in this process."""
 
     cluster = "slurm"
+    runs_here = False
+    """Units run on the cluster's nodes: the device is resolved there, not here."""
 
     def __init__(
         self,
@@ -125,8 +127,8 @@ class SlurmExecutor:
         pending = [p for _, p in triage.pending]
         shared = [p for p in pending if not batch.exclusive(p.unit)]
         alone = [p for p in pending if batch.exclusive(p.unit)]
-        if self.cluster == "local" and alone and not batch.allow_shared_machine:
-            batch.refuse_shared_machine("local")
+        if self.cluster == "local":  # every job at once, on this machine
+            batch.refuse_shared_machine(self.name)
         submitted = []
         for group, exclusive in ((shared, False), (alone, True)):
             specs = batch.jobs(group, self.name, self.jobs)
@@ -165,3 +167,4 @@ class DebugExecutor(SlurmExecutor):
     this process, one job after another."""
 
     cluster = "debug"
+    runs_here = True
