@@ -182,3 +182,28 @@ def kdbench_register_protocols(register: Register) -> None:
         name="segmentation",
         description="Few-shot semantic segmentation: a head on k images per class (mIoU).",
     )
+
+
+@hookimpl
+def kdbench_register_executors(register: Register) -> None:
+    register(
+        "kdbench.executors.inline:InlineExecutor",
+        name="inline",
+        description="Every unit in this process, one after another (the default).",
+    )
+    register(
+        "kdbench.executors.local:LocalExecutor",
+        name="local",
+        description="Subprocesses on this machine, --jobs at once.",
+    )
+    register(
+        "kdbench.executors.slurm:SlurmExecutor",
+        name="slurm",
+        description="A Slurm job array through submitit, requeued on preemption (kdbench[slurm]).",
+        url="https://github.com/facebookincubator/submitit",
+    )
+    register(
+        "kdbench.executors.slurm:DebugExecutor",
+        name="debug",
+        description="The slurm executor's path run in this process (submitit's debug mode).",
+    )

@@ -10,25 +10,36 @@ preprocessing, dataset identity) and is two files:
 - ``<key>.json``, the integrity record: ``{"format": ..., "sha256": ..., "bytes": ...}``,
   the sha256 and size of the whole payload file.
 
-Both are written atomically, payload first. On load, the payload's sha256 is checked against
-the integrity record *before* anything is parsed or put into a model. A missing, unreadable
-or mismatched file makes the entry damaged: kdbench warns, and the caller recomputes it from
-scratch (never from the damaged data) and writes it over the damaged one. So a damaged
-cache costs time, never different results.
+Both are written atomically, payload first. Jobs running side by side (``kdbench run
+--executor local`` or ``slurm``) share the cache: :func:`entry_lock` holds an exclusive file
+lock on ``<key>.lock`` while an entry is looked up and, when missing, computed and written,
+so no two jobs compute the same entry and none reads one that is half-written.
+
+On load, the payload's sha256 is checked against the integrity record *before* anything is
+parsed or put into a model. A missing, unreadable or mismatched file makes the entry
+damaged: kdbench warns, and the caller recomputes it from scratch (never from the damaged
+data) and writes it over the damaged one. So a damaged cache costs time, never different
+results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from kdbench.atomic import atomic_write_bytes, atomic_write_text
 from kdbench.errors import CacheError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: entries are still written atomically, only not locked
+    fcntl = None  # type: ignore[assignment]
 
 ENTRY_FORMAT = "kdbench-cache-entry/1"
 _META_KEY = "kdbench.meta"
@@ -79,6 +90,59 @@ def _warn(message: str) -> None:
 
 class _Damaged(Exception):
     """A cache entry that failed its integrity check (the message says how)."""
+
+
+_HELD: set[Path] = set()  # locks this process holds (a nested request for one is a no-op)
+
+
+def _ranks() -> tuple[int, int]:
+    """(rank, world size) of this process under ``torch.distributed``; (0, 1) otherwise."""
+    torch = sys.modules.get("torch")
+    dist = getattr(torch, "distributed", None)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@contextlib.contextmanager
+def entry_lock(folder: Path, key: str) -> Iterator[None]:
+    """Hold the cache entry ``key`` of ``folder`` for the block: look it up, and compute and
+    write it when it is missing, inside the block. Other processes asking for the same
+    entry wait until the block ends, then find it written.
+
+    Under ``torch.distributed`` the ranks of one unit work in lockstep: rank 0 takes the
+    lock, every rank waits at a barrier until it holds it (and again at the end), and only
+    rank 0 writes entries. A filesystem without ``flock`` (rare) runs unlocked, with a
+    warning; so does a system without ``fcntl`` (Windows).
+    """
+    path = folder / f"{key}.lock"
+    rank, world = _ranks()
+    if path in _HELD:
+        yield
+        return
+    handle = None
+    if rank == 0 and fcntl is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a")  # noqa: SIM115 (held until the block ends)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError as error:
+            _warn(f"cannot lock the cache entry {path} ({error}); going on without the lock")
+            if handle is not None:
+                handle.close()
+            handle = None
+    if world > 1:
+        sys.modules["torch"].distributed.barrier()
+    _HELD.add(path)
+    try:
+        yield
+    finally:
+        _HELD.discard(path)
+        if world > 1:
+            sys.modules["torch"].distributed.barrier()
+        if handle is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.close()
 
 
 def _entry_paths(folder: Path, key: str) -> tuple[Path, Path]:
@@ -133,10 +197,12 @@ def write_entry(
     """Cache ``tensors`` (moved to the CPU) and the JSON-able ``meta`` under ``key``.
 
     A cache that cannot be written (read-only, full disk) is reported, not fatal: the caller
-    already has what it computed.
+    already has what it computed. Under ``torch.distributed`` only rank 0 writes.
     """
     from safetensors.torch import save
 
+    if _ranks()[0] != 0:
+        return
     state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     data = save(state, metadata={_META_KEY: json.dumps(meta or {}, sort_keys=True)})
     info = {"format": ENTRY_FORMAT, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -159,11 +225,12 @@ def cached_tensors(
     Returns the tensors and whether they came from the cache.
     """
     where = (root or cache_dir()) / folder
-    entry = read_entry(where, key)
-    if entry is not None:
-        return entry[0], True
-    tensors = {name: t.detach().cpu().contiguous() for name, t in compute().items()}
-    write_entry(where, key, tensors)
+    with entry_lock(where, key):
+        entry = read_entry(where, key)
+        if entry is not None:
+            return entry[0], True
+        tensors = {name: t.detach().cpu().contiguous() for name, t in compute().items()}
+        write_entry(where, key, tensors)
     return tensors, False
 
 

@@ -84,7 +84,7 @@ def ls_command(
     kind: str | None = typer.Argument(
         None,
         help="One kind: teachers, students, adapters, losses, methods, datasets, "
-        "confusers, sensors, protocols.",
+        "confusers, sensors, protocols, executors.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -102,53 +102,55 @@ def ls_command(
     _echo_table(rows, ["kind", "name", "distribution", "version", "description"])
 
 
-@app.command("run")
-@user_errors
-def run_command(
-    protocol: list[str] = typer.Option(
-        None, "--protocol", "-p", help="Protocol to run (repeatable). Default: all."
-    ),
-    method: list[str] = typer.Option(
-        None, "--method", "-m", help="Method to run (repeatable). Default: kdbench's built-ins."
-    ),
-    student: list[str] = typer.Option(
-        None,
-        "--student",
-        help="Student to train or measure (repeatable; `kdbench ls students`): the run becomes "
-        "method x student x seed. Default: the student each method declares, else the "
-        "protocol's.",
-    ),
-    seed: list[int] = typer.Option(None, "--seed", "-s", help="Seed (repeatable). Default: 0."),
-    suite: str = typer.Option("embedded", help="'embedded' (Shapes world, CPU) or 'standard'."),
-    smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes for testing; never ranked."),
-    resume: str = typer.Option(
-        "only-missing",
-        help="never: redo everything; only-missing: skip finished units, continue crashed "
-        "ones; always: skip any unit with a finished record.",
-    ),
-    out: Path = typer.Option(Path("results"), "--out", "-o", help="Folder for the records."),
-    device: str = typer.Option(
-        "auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; only devices this machine has."
-    ),
-    set_: list[str] = typer.Option(
-        None, "--set", help="Override a config value: PROTOCOL.KEY=VALUE (repeatable)."
-    ),
-    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed unit."),
-    progress: bool | None = typer.Option(
-        None, "--progress/--no-progress", help="Progress bars (default: on a terminal)."
-    ),
-) -> None:
-    """Run protocol x method x seed units and write one record per unit.
+_PROTOCOL = typer.Option(
+    None, "--protocol", "-p", help="Protocol to run (repeatable). Default: all."
+)
+_METHOD = typer.Option(
+    None, "--method", "-m", help="Method to run (repeatable). Default: kdbench's built-ins."
+)
+_STUDENT = typer.Option(
+    None,
+    "--student",
+    help="Student to train or measure (repeatable; `kdbench ls students`): the run becomes "
+    "method x student x seed. Default: the student each method declares, else the "
+    "protocol's.",
+)
+_SEED = typer.Option(None, "--seed", "-s", help="Seed (repeatable). Default: 0.")
+_SUITE = typer.Option("embedded", help="'embedded' (Shapes world, CPU) or 'standard'.")
+_SMOKE = typer.Option(False, "--smoke", help="Tiny sizes for testing; never ranked.")
+_RESUME = typer.Option(
+    "only-missing",
+    help="never: redo everything; only-missing: skip finished units, continue crashed "
+    "ones; always: skip any unit with a finished record.",
+)
+_OUT = typer.Option(Path("results"), "--out", "-o", help="Folder for the records.")
+_SET = typer.Option(None, "--set", help="Override a config value: PROTOCOL.KEY=VALUE (repeatable).")
+_SHARD = typer.Option(
+    None,
+    "--shard",
+    help="Only shard INDEX/COUNT of the plan (INDEX from 0, e.g. $SLURM_ARRAY_TASK_ID/8): "
+    "for a scheduler that starts kdbench itself.",
+)
 
-    Example: kdbench run --protocol distill --method kd --seed 0 --seed 1
-    Example: kdbench run -p fewshot -m kd --student shapes-resnet12 --student shapes-vit-xs
-    """
+
+def _planned(
+    protocol: list[str] | None,
+    method: list[str] | None,
+    student: list[str] | None,
+    seed: list[int] | None,
+    suite: str,
+    smoke: bool,
+    set_: list[str] | None,
+    shard: str | None,
+) -> tuple[Any, list[Any], list[tuple[str, str, str]]]:
+    """The registry, the units (of ``shard`` only, if given) and the unsupported rows."""
+    from kdbench.executors.shards import parse_shard
+    from kdbench.executors.shards import shard as take_shard
     from kdbench.plugins import get_registry
     from kdbench.protocols.base import parse_overrides
-    from kdbench.runner import format_summary, plan, run_units
-    from kdbench.runtime import resolve_device
+    from kdbench.runner import plan
 
-    device = resolve_device(device)  # a device this machine lacks fails before any work
+    part = parse_shard(shard) if shard is not None else None
     registry = get_registry()
     units, unsupported = plan(
         registry,
@@ -160,20 +162,151 @@ def run_command(
         overrides=parse_overrides(set_ or []),
         students=student or None,
     )
+    if part is not None:
+        units = take_shard(units, *part)
+    return registry, units, unsupported
+
+
+@app.command("run")
+@user_errors
+def run_command(
+    protocol: list[str] = _PROTOCOL,
+    method: list[str] = _METHOD,
+    student: list[str] = _STUDENT,
+    seed: list[int] = _SEED,
+    suite: str = _SUITE,
+    smoke: bool = _SMOKE,
+    resume: str = _RESUME,
+    out: Path = _OUT,
+    device: str = typer.Option(
+        "auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; only devices this machine has."
+    ),
+    set_: list[str] = _SET,
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed unit."),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bars (default: on a terminal)."
+    ),
+    shard: str | None = _SHARD,
+    executor: str = typer.Option(
+        "inline",
+        "--executor",
+        envvar="KDBENCH_EXECUTOR",
+        help="How units run (`kdbench ls executors`): inline (this process), local "
+        "(subprocesses, --jobs at once), slurm (a job array, kdbench[slurm]), debug.",
+    ),
+    jobs: int | None = typer.Option(
+        None, "--jobs", "-j", help="local: units at once; slurm: jobs to split the units into."
+    ),
+    slurm_partition: str | None = typer.Option(None, help="slurm: the partition."),
+    slurm_gpus_per_node: int | None = typer.Option(
+        None, help="slurm: GPUs per job (a unit trains with DDP across them)."
+    ),
+    slurm_timeout_min: float | None = typer.Option(
+        None, help="slurm: time limit per job, minutes (then requeued). Default 240."
+    ),
+    slurm_array_parallelism: int | None = typer.Option(
+        None, help="slurm: jobs of the array running at once. Default: --jobs."
+    ),
+    slurm_account: str | None = typer.Option(None, help="slurm: the account to charge."),
+    wait: bool = typer.Option(
+        True,
+        "--wait/--no-wait",
+        help="--no-wait: exit once submitted; the same command again collects, reports "
+        "and resubmits what is missing or failed.",
+    ),
+    retries: int = typer.Option(
+        2, help="Out-of-process executors: times a failed unit is resubmitted, at most."
+    ),
+    allow_shared_machine: bool = typer.Option(
+        False,
+        "--allow-shared-machine",
+        help="Run device units beside others (--executor local --jobs >1): their "
+        "latencies are then not comparable.",
+    ),
+) -> None:
+    """Run protocol x method x seed units and write one record per unit.
+
+    Example: kdbench run --protocol distill --method kd --seed 0 --seed 1
+    Example: kdbench run -p fewshot -m kd --student shapes-resnet12 --student shapes-vit-xs
+    Example: kdbench run --suite standard --executor slurm --jobs 20 --slurm-partition gpu
+    """
+    from kdbench.executors.driver import device_for, execute
+    from kdbench.plugins import get_registry
+    from kdbench.runner import format_summary
+
+    device = device_for(get_registry(), executor, device)  # before any work
+    registry, units, unsupported = _planned(
+        protocol, method, student, seed, suite, smoke, set_, shard
+    )
     typer.echo(f"kdbench {__version__}: {len(units)} unit(s) -> {out}/", err=True)
-    report = run_units(
+    report = execute(
         units,
         registry=registry,
+        executor=executor,
+        options={
+            "jobs": jobs,
+            "partition": slurm_partition,
+            "gpus_per_node": slurm_gpus_per_node,
+            "timeout_min": slurm_timeout_min,
+            "array_parallelism": slurm_array_parallelism,
+            "account": slurm_account,
+        },
         out=out,
         resume=resume,  # type: ignore[arg-type]
         device=device,
         progress=progress,
         fail_fast=fail_fast,
+        wait=wait,
+        retries=retries,
+        allow_shared_machine=allow_shared_machine,
     )
     report.unsupported = unsupported
     typer.echo(format_summary(report, out))
     if report.failed:
         raise typer.Exit(1)
+
+
+@app.command("plan")
+@user_errors
+def plan_command(
+    protocol: list[str] = _PROTOCOL,
+    method: list[str] = _METHOD,
+    student: list[str] = _STUDENT,
+    seed: list[int] = _SEED,
+    suite: str = _SUITE,
+    smoke: bool = _SMOKE,
+    resume: str = _RESUME,
+    out: Path = _OUT,
+    set_: list[str] = _SET,
+    shard: str | None = _SHARD,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the units `kdbench run` with the same options would run, and which are done.
+
+    Each unit's `shard` (INDEX/COUNT) runs it alone: `kdbench run <same options> --shard
+    INDEX/COUNT`, so any scheduler can drive kdbench one unit per task.
+
+    Example: kdbench plan --suite standard --seed 0 --seed 1 --seed 2 --json
+    """
+    from kdbench.executors.driver import describe_plan
+    from kdbench.runner import RESUME_MODES
+
+    if resume not in RESUME_MODES:
+        from kdbench.errors import ConfigError
+
+        raise ConfigError(f"--resume must be one of {', '.join(RESUME_MODES)}, not {resume!r}")
+    _, units, unsupported = _planned(protocol, method, student, seed, suite, smoke, set_, None)
+    rows = describe_plan(units, out, resume)  # type: ignore[arg-type]
+    if shard is not None:  # the rows keep their index and shard in the whole plan
+        from kdbench.executors.shards import parse_shard
+
+        index, count = parse_shard(shard)
+        rows = [row for row in rows if row["index"] % count == index]
+    if as_json:
+        skipped = [{"protocol": p, "row": r, "reason": why} for p, r, why in unsupported]
+        typer.echo(json.dumps({"units": rows, "not_run": skipped}, indent=2))
+        return
+    _echo_table(rows, ["shard", "label", "status", "record"])
 
 
 @app.command("compare")

@@ -75,3 +75,8 @@ def kdbench_register_sensors(register: Register) -> None:
 @hookspec
 def kdbench_register_protocols(register: Register) -> None:
     """Register evaluation protocols: ``Protocol`` objects with ``name`` and ``version``."""
+
+
+@hookspec
+def kdbench_register_executors(register: Register) -> None:
+    """Register executors, which run a run's units: ``factory(**options) -> Executor``."""

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdbench.cache import cache_key, read_entry, tensor_digest, write_entry
+from kdbench.cache import cache_key, entry_lock, read_entry, tensor_digest, write_entry
 from kdbench.confusers import Candidates, MissingTargetError, check_answer
 from kdbench.data.pool import Pool
 from kdbench.errors import ConfigError
@@ -123,19 +123,20 @@ def cached_tasks(
     tensors, and the skipped and short counts beside them): every method of a seed is
     scored on the same tasks, as with few-shot episodes."""
     folder = cache_dir / "oneclass-tasks"
-    entry = read_entry(folder, key)
-    if entry is None:
-        drawn = draw()
-        saved = {
-            "target": torch.from_numpy(drawn.target),
-            "distance": torch.from_numpy(drawn.distance),
-            "index": torch.from_numpy(drawn.index),
-            "labels": torch.from_numpy(drawn.labels),
-        }
-        info = {"skipped": drawn.skipped, "short": drawn.short}
-        write_entry(folder, key, saved, info)
-    else:
-        saved, info = entry
+    with entry_lock(folder, key):
+        entry = read_entry(folder, key)
+        if entry is None:
+            drawn = draw()
+            saved = {
+                "target": torch.from_numpy(drawn.target),
+                "distance": torch.from_numpy(drawn.distance),
+                "index": torch.from_numpy(drawn.index),
+                "labels": torch.from_numpy(drawn.labels),
+            }
+            info = {"skipped": drawn.skipped, "short": drawn.short}
+            write_entry(folder, key, saved, info)
+        else:
+            saved, info = entry
     return Tasks(
         distances=list(distances),
         target=saved["target"].numpy(),

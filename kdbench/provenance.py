@@ -120,3 +120,32 @@ def _cpu_count() -> int | None:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count()
+
+
+def execution(
+    executor: str = "inline",
+    *,
+    job_id: str | None = None,
+    array_index: int | None = None,
+    attempt: int = 1,
+) -> dict[str, Any]:
+    """How this process runs its units: the executor, the job and the host. A job id not
+    given is read from Slurm's environment, so ``kdbench run --shard i/n`` inside a
+    hand-made Slurm array records its job too."""
+    import os
+    import socket
+
+    if job_id is None:
+        job_id = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+        task = os.environ.get("SLURM_ARRAY_TASK_ID", "")
+        if array_index is None and task.isdigit():
+            array_index = int(task)
+        if job_id and array_index is not None:
+            job_id = f"{job_id}_{array_index}"
+    return {
+        "executor": executor,
+        "job_id": job_id,
+        "array_index": array_index,
+        "host": socket.gethostname() or None,
+        "attempt": attempt,
+    }

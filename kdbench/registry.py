@@ -1,5 +1,6 @@
 """The component registry: every teacher, student, adapter, loss, method, dataset, confuser
-source, sensor and protocol known to this process, with the distribution that provided it.
+source, sensor, protocol and executor known to this process, with the distribution that
+provided it.
 
 Plugins never touch a :class:`Registry` directly: their hooks receive a :class:`Register`
 callable bound to their kind and distribution (see :mod:`kdbench.hookspecs`).
@@ -28,6 +29,7 @@ KINDS: tuple[str, ...] = (
     "confusers",
     "sensors",
     "protocols",
+    "executors",
 )
 """Every kind of component; each has one ``kdbench_register_<kind>`` hook in
 :mod:`kdbench.hookspecs`."""

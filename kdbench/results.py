@@ -303,6 +303,16 @@ class ErrorInfo(_Strict):
     message: Text
 
 
+class Execution(_Strict):
+    """Where and how a unit ran: the executor, the scheduler's job, the machine."""
+
+    executor: Name = Field(description="The executor that ran it: 'inline', 'local', 'slurm'...")
+    job_id: Name | None = Field(None, description="The scheduler's job id (a Slurm job id).")
+    array_index: Count | None = Field(None, description="Index of the job in its job array.")
+    host: Name | None = Field(None, description="Host name of the machine it ran on.")
+    attempt: int = Field(1, ge=1, le=MAX_INT, description="1 for the first try, 2 after one...")
+
+
 class Record(_Strict):
     """One run of one protocol, one method, one seed."""
 
@@ -336,6 +346,9 @@ class Record(_Strict):
     )
     notes: list[Text] = Field(default_factory=list)
     error: ErrorInfo | None = None
+    execution: Execution | None = Field(
+        None, description="The executor, job, array index and host that ran the unit."
+    )
 
     @field_validator("schema_version", mode="before")
     @classmethod

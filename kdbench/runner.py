@@ -39,7 +39,7 @@ from kdbench.protocols.base import (
     UnitResult,
     load_protocol,
 )
-from kdbench.provenance import environment, kdbench_info
+from kdbench.provenance import environment, execution, kdbench_info
 from kdbench.record_files import load_record, write_record
 from kdbench.registry import Component, Registry
 from kdbench.results import (
@@ -47,6 +47,7 @@ from kdbench.results import (
     Cost,
     Environment,
     ErrorInfo,
+    Execution,
     KdbenchInfo,
     MethodRef,
     ProtocolInfo,
@@ -121,7 +122,8 @@ class Unit:
 @dataclass
 class Outcome:
     unit: Unit
-    status: Literal["ok", "failed", "skipped"]
+    status: Literal["ok", "failed", "skipped", "running"]
+    """``running``: submitted to a scheduler and not finished yet (``--no-wait``)."""
     path: Path
     record: Record | None = None
     message: str = ""
@@ -241,9 +243,12 @@ def _method_ref(method: Component) -> MethodRef:
     )
 
 
-def _base_record(unit: Unit, device: str, started: float) -> dict[str, Any]:
+def _base_record(
+    unit: Unit, device: str, started: float, ran: Execution | None = None
+) -> dict[str, Any]:
     proto: Protocol = load_protocol(unit.protocol)
     return {
+        "execution": ran or Execution(**execution()),
         "run_id": uuid.uuid4().hex,
         "created_at": now_utc(),
         "smoke": unit.smoke,
@@ -262,13 +267,15 @@ def _base_record(unit: Unit, device: str, started: float) -> dict[str, Any]:
     }
 
 
-def build_record(unit: Unit, result: UnitResult, device: str, started: float) -> Record:
+def build_record(
+    unit: Unit, result: UnitResult, device: str, started: float, ran: Execution | None = None
+) -> Record:
     """The record of a finished unit: the protocol's result plus provenance."""
     proto: Protocol = load_protocol(unit.protocol)
     unknown = [m.name for m in result.metrics if not proto.declares(m.name)]
     if unknown:
         raise ConfigError(f"protocol {proto.name!r} returned undeclared metrics {unknown}")
-    base = _base_record(unit, device, started)
+    base = _base_record(unit, device, started, ran)
     base["cost"] = Cost(
         train_seconds=result.train_seconds,
         eval_seconds=result.eval_seconds,
@@ -297,6 +304,7 @@ def _run_once(
     progress: Callable[..., Any],
     log: Callable[[str], None],
     started: float,
+    ran: Execution | None,
 ) -> Record:
     proto: Protocol = load_protocol(unit.protocol)
     work.mkdir(parents=True, exist_ok=True)
@@ -315,7 +323,7 @@ def _run_once(
         progress=progress,
         log=log,
     )
-    return build_record(unit, proto.run(context), device, started)
+    return build_record(unit, proto.run(context), device, started, ran)
 
 
 def run_unit(
@@ -326,6 +334,7 @@ def run_unit(
     device: str,
     progress: Callable[..., Any],
     log: Callable[[str], None],
+    ran: Execution | None = None,
 ) -> Record:
     """Run one unit; returns its record (``status='failed'`` if the protocol raised).
 
@@ -334,7 +343,7 @@ def run_unit(
     """
     started = time.perf_counter()
     work = unit.work_dir(out)
-    args = (unit, work, registry, device, progress, log, started)
+    args = (unit, work, registry, device, progress, log, started, ran)
     try:
         try:
             record = _run_once(*args)
@@ -343,19 +352,24 @@ def run_unit(
             shutil.rmtree(work, ignore_errors=True)
             record = _run_once(*args)
     except Exception as error:  # one broken unit must not sink the others
-        return _failed_record(unit, device, started, error, log)
+        return _failed_record(unit, device, started, error, log, ran)
     shutil.rmtree(work, ignore_errors=True)
     return record
 
 
 def _failed_record(
-    unit: Unit, device: str, started: float, error: Exception, log: Callable[[str], None]
+    unit: Unit,
+    device: str,
+    started: float,
+    error: Exception,
+    log: Callable[[str], None],
+    ran: Execution | None = None,
 ) -> Record:
     log(f"{unit.label} failed: {type(error).__name__}: {error}")
     if os.environ.get("KDBENCH_DEBUG"):
         traceback.print_exc()
     return Record(
-        **_base_record(unit, device, started),
+        **_base_record(unit, device, started, ran),
         status="failed",
         error=ErrorInfo(type=type(error).__name__, message=str(error)),
     )
@@ -369,6 +383,20 @@ def _existing(path: Path, log: Callable[[str], None]) -> Record | None:
     except RecordError as error:
         log(f"{path} is not a valid record, it will be re-run ({error.problems[0].message})")
         return None
+
+
+def finished_record(
+    unit: Unit, out: Path, resume: ResumeMode, log: Callable[[str], None]
+) -> Record | None:
+    """The record that makes ``unit`` done under ``resume`` (so it is not run again), or
+    ``None`` when it is to run. Every executor plans through this."""
+    if resume == "never":
+        return None
+    previous = _existing(unit.record_path(out), log)
+    done = previous is not None and previous.status == "ok"
+    if done and (resume == "always" or unit.matches(previous)):
+        return previous
+    return None
 
 
 def check_output_folder(out: Path) -> None:
@@ -428,6 +456,7 @@ def run_units(
     progress: bool | None = None,
     fail_fast: bool = False,
     log: Callable[[str], None] | None = None,
+    ran: Execution | None = None,
 ) -> RunReport:
     """Run ``units`` in order, writing each record as soon as it exists.
 
@@ -435,6 +464,7 @@ def run_units(
     when it starts and one when it finishes, with its time, so a log file or a CI job is
     never silent. Ctrl-C raises :class:`RunInterrupted` (a ``KeyboardInterrupt``) naming the
     unit it stopped; records already written stay, and running the same units again resumes.
+    ``ran`` is the provenance put in every record (default: ``inline`` on this host).
     """
     if resume not in RESUME_MODES:
         raise ConfigError(f"--resume must be one of {', '.join(RESUME_MODES)}, not {resume!r}")
@@ -455,9 +485,8 @@ def run_units(
             current, position = unit, index
             bar.set_postfix_str(unit.label)
             path = unit.record_path(out)
-            previous = _existing(path, log) if resume != "never" else None
-            done = previous is not None and previous.status == "ok"
-            if done and (resume == "always" or unit.matches(previous)):
+            previous = finished_record(unit, out, resume, log)
+            if previous is not None:
                 report.outcomes.append(Outcome(unit, "skipped", path, previous, "already done"))
                 if lines:
                     lines.skipped(index, unit, path)
@@ -468,7 +497,13 @@ def run_units(
                 lines.started(index, unit)
             started = time.perf_counter()
             record = run_unit(
-                unit, out=out, registry=registry, device=device, progress=bar_factory, log=log
+                unit,
+                out=out,
+                registry=registry,
+                device=device,
+                progress=bar_factory,
+                log=log,
+                ran=ran,
             )
             status = "ok" if record.status == "ok" else "failed"
             if status == "failed":
@@ -564,8 +599,10 @@ def format_summary(report: RunReport, out: Path) -> str:
     done = sum(o.status == "ok" for o in report.outcomes)
     skipped = sum(o.status == "skipped" for o in report.outcomes)
     lines.append("")
+    running = sum(o.status == "running" for o in report.outcomes)
+    queued = f", {running} queued or running" if running else ""
     lines.append(
-        f"{done} unit(s) run, {skipped} already done, {len(report.failed)} failed; "
+        f"{done} unit(s) run, {skipped} already done, {len(report.failed)} failed{queued}; "
         f"records in {out}/"
     )
     for proto, method, reason in report.unsupported:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from kdbench.cache import load_module_state, save_module_state
+from kdbench.cache import entry_lock, load_module_state, save_module_state
 from kdbench.distillation import Needs, RecipeStep, build_losses, needs_of, teacher_tensors
 from kdbench.errors import ConfigError
 from kdbench.losses.base import LossShapes
@@ -155,51 +156,58 @@ def train_student(
     ``checkpoint`` is the unit's resumable training state.
     """
     components = loss_components(registry, recipe)
-    if cache is not None:
-        meta = load_module_state(model, cache.folder, cache.key)
-        if meta is not None:
-            return TrainedStudent(
-                model.eval(),
-                components,
-                float(meta["train_seconds"]),
-                cached=True,
-                notes=[
-                    "student reused from the cache (trained by an earlier unit with the same "
-                    "method, seed and stage config); its measured training time is reported"
-                ],
-            )
+    slot = entry_lock(cache.folder, cache.key) if cache is not None else nullcontext()
+    with slot:  # concurrent jobs never train the same cached stage twice
+        if cache is not None:
+            meta = load_module_state(model, cache.folder, cache.key)
+            if meta is not None:
+                return TrainedStudent(
+                    model.eval(),
+                    components,
+                    float(meta["train_seconds"]),
+                    cached=True,
+                    notes=[
+                        "student reused from the cache (trained by an earlier unit with the same "
+                        "method, seed and stage config); its measured training time is reported"
+                    ],
+                )
 
-    started = time.perf_counter()
-    shapes = loss_shapes(model.backbone, teacher, data.num_classes)
-    terms = build_losses(registry, recipe, shapes)
-    needs = needs_of(terms)
-    notes: list[str] = []
-    images, labels = data.labelled(), data.labels
-    if needs.uses_teacher:
-        if teacher is None or recipe.teacher_mode is None:
-            raise ConfigError(
-                "the recipe's losses read the teacher but its teacher_mode is None: set a "
-                "teacher_mode or drop the losses that read the teacher"
+        started = time.perf_counter()
+        shapes = loss_shapes(model.backbone, teacher, data.num_classes)
+        terms = build_losses(registry, recipe, shapes)
+        needs = needs_of(terms)
+        notes: list[str] = []
+        images, labels = data.labelled(), data.labels
+        if needs.uses_teacher:
+            if teacher is None or recipe.teacher_mode is None:
+                raise ConfigError(
+                    "the recipe's losses read the teacher but its teacher_mode is None: set a "
+                    "teacher_mode or drop the losses that read the teacher"
+                )
+            transfer = data.transfer
+            if recipe.transfer_set and transfer is not None and len(transfer):
+                images = torch.cat([images, transfer])
+                labels = torch.cat([labels, torch.full((len(transfer),), -1)])
+        tensors: tuple[torch.Tensor, ...] = (images, labels)
+        if needs.uses_teacher:
+            assert teacher is not None
+            tensors += tuple(teacher.outputs(images, needs))
+            notes += teacher.notes()
+        result = fit(
+            RecipeStep(model, terms, needs),  # type: ignore[arg-type]
+            tensors,
+            budget,
+            device=device,
+            checkpoint=checkpoint,
+            progress=progress,
+            desc=desc,
+        )
+        if result.resumed_from_step:
+            notes.append(
+                f"{desc} training was interrupted and resumed from its checkpoint at step "
+                f"{result.resumed_from_step} (the same result as an uninterrupted run)"
             )
-        transfer = data.transfer
-        if recipe.transfer_set and transfer is not None and len(transfer):
-            images = torch.cat([images, transfer])
-            labels = torch.cat([labels, torch.full((len(transfer),), -1)])
-    tensors: tuple[torch.Tensor, ...] = (images, labels)
-    if needs.uses_teacher:
-        assert teacher is not None
-        tensors += tuple(teacher.outputs(images, needs))
-        notes += teacher.notes()
-    fit(
-        RecipeStep(model, terms, needs),  # type: ignore[arg-type]
-        tensors,
-        budget,
-        device=device,
-        checkpoint=checkpoint,
-        progress=progress,
-        desc=desc,
-    )
-    seconds = time.perf_counter() - started
-    if cache is not None:
-        save_module_state(model, cache.folder, cache.key, {"train_seconds": seconds})
-    return TrainedStudent(model.eval(), components, seconds, cached=False, notes=notes)
+        seconds = time.perf_counter() - started
+        if cache is not None:
+            save_module_state(model, cache.folder, cache.key, {"train_seconds": seconds})
+        return TrainedStudent(model.eval(), components, seconds, cached=False, notes=notes)

@@ -181,3 +181,58 @@ def test_a_damaged_teacher_gives_the_clean_results(world_weights, tmp_path, caps
         assert scores(tmp_path / damage.replace(" ", "-")) == clean, damage
         assert "is damaged" in capsys.readouterr().err
         assert read_entry(teacher.parent, teacher.stem) is not None  # written back
+
+
+LOCKED_COMPUTE = """
+import sys, time, torch
+from pathlib import Path
+from kdbench.cache import cached_tensors
+
+root, log = Path(sys.argv[1]), Path(sys.argv[2])
+
+def compute():
+    with log.open("a") as f:
+        f.write("computed\\n")
+    time.sleep(1.0)  # the other process asks for the entry meanwhile
+    return {"x": torch.arange(4.0)}
+
+tensors, cached = cached_tensors("stage", "same-key", compute, root)
+assert torch.equal(tensors["x"], torch.arange(4.0))
+print("cached" if cached else "computed")
+"""
+
+
+def test_processes_asking_for_one_entry_at_once_compute_it_once(tmp_path):
+    """Jobs of `--executor local`/`slurm` share the cache: the second waits on the entry's
+    lock, then reads the entry the first wrote (complete, never half-written)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "compute.py"
+    script.write_text(LOCKED_COMPUTE)
+    log = tmp_path / "log.txt"
+    import os
+    from pathlib import Path
+
+    here = str(Path(cache.__file__).resolve().parents[1])  # this kdbench, not another one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "cache"), str(log)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    assert log.read_text().splitlines() == ["computed"], [err for _, err in outputs]
+    assert sorted(out.strip() for out, _ in outputs) == ["cached", "computed"]
+
+
+def test_a_nested_request_for_a_held_entry_does_not_wait_on_itself(tmp_path):
+    with cache.entry_lock(tmp_path, "k"), cache.entry_lock(tmp_path, "k"):
+        pass
+    assert (tmp_path / "k.lock").exists()

@@ -124,3 +124,16 @@ def test_the_workflows_pass_actionlint():
         [actionlint, "-no-color", *files], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_test_command_installs_the_slurm_extra_so_ci_runs_the_submitit_tests():
+    """tests/test_executors_submitit.py skips without submitit; CI must not skip it."""
+    extras = re.search(r'pip install -e "\.\[([\w,]+)\]"', README_TEST)
+    assert extras and "slurm" in extras[1].split(",")
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (pin,) = pyproject["project"]["optional-dependencies"]["slurm"]
+    # submitit before 1.5.4 imports pkg_resources: not there on Python 3.12+ by default
+    assert pin.replace(" ", "") == "submitit>=1.5.4,<2"
+    assert pyproject["project"]["requires-python"] == ">=3.10"

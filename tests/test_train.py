@@ -75,6 +75,26 @@ def test_a_checkpoint_from_another_config_is_refused(tmp_path):
         )
 
 
+def test_checkpoint_cadence_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("KDBENCH_CHECKPOINT_SECONDS", raising=False)
+    assert TrainConfig(epochs=1, batch_size=1, lr=1).checkpoint_seconds == 60.0
+    monkeypatch.setenv("KDBENCH_CHECKPOINT_SECONDS", "0")
+    assert TrainConfig(epochs=1, batch_size=1, lr=1).checkpoint_seconds == 0.0
+    monkeypatch.setenv("KDBENCH_CHECKPOINT_SECONDS", "soon")
+    with pytest.raises(ValueError, match="KDBENCH_CHECKPOINT_SECONDS"):
+        TrainConfig(epochs=1, batch_size=1, lr=1)
+
+
+def test_a_checkpoint_saved_at_another_cadence_is_resumed(tmp_path):
+    """A requeued job may save more or less often than the one preempted: what it trains
+    is the same, so the checkpoint is used."""
+    x, y = data()
+    config = TrainConfig(epochs=2, batch_size=16, lr=1e-2, checkpoint_seconds=0)
+    fit(Regression(), (x, y), config, checkpoint=tmp_path / "ck.pt")
+    again = TrainConfig(epochs=2, batch_size=16, lr=1e-2, checkpoint_seconds=600)
+    assert fit(Regression(), (x, y), again, checkpoint=tmp_path / "ck.pt").resumed_from_step == 12
+
+
 def test_gradient_accumulation_matches_a_larger_batch():
     x, y = data(64)
 

@@ -87,6 +87,10 @@ class Protocol(ABC):
     """The dotted config key of the student (``{name, options}``) the protocol trains or
     measures, which ``kdbench run --student`` and a method's declared student set; ``None``
     if the protocol has no student."""
+    exclusive_machine: ClassVar[bool] = False
+    """Whether its figures are only comparable from a machine the unit has to itself
+    (latency, energy): ``slurm`` then asks for an exclusive node, and an executor that runs
+    units side by side refuses it unless told otherwise."""
 
     def student_of(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """The student spec in ``config`` (at :attr:`student_key`), if the protocol has one."""

@@ -45,6 +45,7 @@ class Device(Protocol):
     name = "device"
     student_key = "student"
     version = 1
+    exclusive_machine = True
     config_models = device_config.MODELS
     description = "Latency, throughput, FLOPs, memory and energy of the teacher and student."
     explanation = """\

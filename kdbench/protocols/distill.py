@@ -24,7 +24,13 @@ from typing import Any, ClassVar
 
 import torch
 
-from kdbench.cache import cache_key, load_module_state, save_module_state, tensor_digest
+from kdbench.cache import (
+    cache_key,
+    entry_lock,
+    load_module_state,
+    save_module_state,
+    tensor_digest,
+)
 from kdbench.data.downstream import TaskData, load_task
 from kdbench.distillation import Classifier, accuracy_counts, fit_linear_probe, init_backbone
 from kdbench.errors import UnknownComponentError
@@ -396,42 +402,43 @@ same student. `scratch` (the student from random weights) is a reference row.
             lr,
         )
         folder = context.cache_dir / "distill-teachers"
-        adapter = adapter_cls(**options)
-        adapter.apply(backbone)
-        teacher = Classifier(backbone, data.num_classes)
-        cached = load_module_state(teacher, folder, key)
-        if cached is not None:
-            return teacher, float(cached["train_seconds"]), True
-        budget = TrainConfig(
-            epochs=1,
-            steps=steps(config["teacher_epochs"]),
-            batch_size=config["batch_size"],
-            lr=lr,
-            seed=context.seed,
-        )
-        t0 = time.perf_counter()
-        if adapter.frozen:  # linear probe: the backbone's embeddings never change
-            fit_linear_probe(
-                teacher,
-                data.train_images,
-                data.train_labels,
-                budget,
-                device=device,
-                progress=context.progress,
+        with entry_lock(folder, key):  # concurrent jobs never adapt it twice
+            adapter = adapter_cls(**options)
+            adapter.apply(backbone)
+            teacher = Classifier(backbone, data.num_classes)
+            cached = load_module_state(teacher, folder, key)
+            if cached is not None:
+                return teacher, float(cached["train_seconds"]), True
+            budget = TrainConfig(
+                epochs=1,
+                steps=steps(config["teacher_epochs"]),
+                batch_size=config["batch_size"],
+                lr=lr,
+                seed=context.seed,
             )
-        else:
-            fit(
-                _ClassifierStep(teacher),
-                (data.train_images, data.train_labels),
-                budget,
-                device=device,
-                checkpoint=context.work_dir / "teacher.pt",
-                progress=context.progress,
-                desc=f"teacher {mode}",
-            )
-        seconds = time.perf_counter() - t0
-        save_module_state(teacher, folder, key, {"train_seconds": seconds, "mode": mode})
-        return teacher, seconds, False
+            t0 = time.perf_counter()
+            if adapter.frozen:  # linear probe: the backbone's embeddings never change
+                fit_linear_probe(
+                    teacher,
+                    data.train_images,
+                    data.train_labels,
+                    budget,
+                    device=device,
+                    progress=context.progress,
+                )
+            else:
+                fit(
+                    _ClassifierStep(teacher),
+                    (data.train_images, data.train_labels),
+                    budget,
+                    device=device,
+                    checkpoint=context.work_dir / "teacher.pt",
+                    progress=context.progress,
+                    desc=f"teacher {mode}",
+                )
+            seconds = time.perf_counter() - t0
+            save_module_state(teacher, folder, key, {"train_seconds": seconds, "mode": mode})
+            return teacher, seconds, False
 
 
 class _ClassifierStep(torch.nn.Module):
