@@ -36,6 +36,7 @@ class MetricChange:
     stored: float | None
     rerun: float | None
     ci95: float | None
+    unit: str | None = None
 
     @property
     def diff(self) -> float | None:
@@ -49,6 +50,8 @@ class MetricChange:
             return "null in both"
         if self.diff is None:
             return "null in one"
+        if self.unit == "s" or self.name.endswith("_seconds"):
+            return "a timing: not expected to repeat"
         if self.rerun == self.stored:
             return "identical"
         if self.ci95 is not None and abs(self.diff) <= self.ci95:
@@ -148,7 +151,7 @@ def rerun(
             value = new.metric(metric.name).value
         except KeyError:
             value = None
-        changes.append(MetricChange(metric.name, metric.value, value, metric.ci95))
+        changes.append(MetricChange(metric.name, metric.value, value, metric.ci95, metric.unit))
     return Rerun(stored, new, changes, warnings)
 
 

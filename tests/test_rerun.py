@@ -71,3 +71,5 @@ def test_verdicts():
     assert MetricChange("m", 1.0, 1.5, None).verdict == "differs (no CI)"
     assert MetricChange("m", None, None, None).verdict == "null in both"
     assert MetricChange("m", 1.0, None, None).verdict == "null in one"
+    timing = MetricChange("train_seconds", 27.7, 1256.0, None, "s")
+    assert timing.verdict == "a timing: not expected to repeat"
