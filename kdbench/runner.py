@@ -1,6 +1,8 @@
 """Run protocol x method x seed units and write one record per unit.
 
-Records go to ``<out>/<suite>/<protocol>/<method>-seed<seed>[.smoke].json``; a failed
+Records go to ``<out>/<suite>/<protocol>/[<place>/]<method>-seed<seed>[.smoke].json``, where
+the place names the unit's data, models and device when they are not the suite's defaults
+(:mod:`kdbench.unit_place`); a failed
 attempt goes beside it as ``...failed.json`` and never replaces a finished record. A unit's
 scratch space (training checkpoints) to ``<out>/.work/...`` and is removed when the unit
 finishes. Resume modes:
@@ -58,6 +60,7 @@ from kdbench.runtime import bars_shown, is_main_process, make_progress, resolve_
 from kdbench.seeding import seed_everything
 from kdbench.subjects import Subject, subject_of
 from kdbench.terminal import printable
+from kdbench.unit_place import place_units
 
 ResumeMode = Literal["never", "only-missing", "always"]
 RESUME_MODES: tuple[str, ...] = ("never", "only-missing", "always")
@@ -77,6 +80,9 @@ class Unit:
     student: str | None = None
     """The unit's student when it is not the protocol's default one (it then names the
     unit and its record file), else ``None``."""
+    place: tuple[str, ...] = ()
+    """Folders between ``<suite>/<protocol>/`` and the record: the unit's data, models and
+    device when they are not the defaults (:func:`kdbench.unit_place.place_units`)."""
 
     @property
     def row(self) -> str:
@@ -95,7 +101,8 @@ class Unit:
 
     def record_path(self, out: Path) -> Path:
         suffix = ".smoke" if self.smoke else ""
-        return out / self.suite / self.protocol.name / f"{self._stem()}{suffix}.json"
+        folder = out.joinpath(self.suite, self.protocol.name, *self.place)
+        return folder / f"{self._stem()}{suffix}.json"
 
     def failed_path(self, out: Path) -> Path:
         """Where a failed attempt is recorded: never over a finished record."""
@@ -104,7 +111,8 @@ class Unit:
 
     def work_dir(self, out: Path) -> Path:
         suffix = "-smoke" if self.smoke else ""
-        return out / ".work" / self.suite / self.protocol.name / (f"{self._stem()}{suffix}")
+        folder = out.joinpath(".work", self.suite, self.protocol.name, *self.place)
+        return folder / f"{self._stem()}{suffix}"
 
     def matches(self, record: Record) -> bool:
         """Whether ``record`` is a finished run of exactly this unit."""
@@ -444,6 +452,7 @@ def run_units(
         check_output_folder(out)
     cache_dir()  # a cache folder that cannot be used is an error before any work
     device = resolve_device(device)
+    units = place_units(units, registry, device)  # every unit's data checked before the first
     bar_factory = make_progress(progress)
     lines = UnitLines(len(units), log) if is_main_process() and not bars_shown(progress) else None
     report = RunReport()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdbench.errors import RecordError
+from kdbench.leaderboard.datasets import dataset_key, teacher_key
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.links import SitePages
 from kdbench.leaderboard.students import row_student
@@ -160,7 +161,8 @@ def current_versions(records: Iterable[Record], registered: Mapping[str, int]) -
 
 def unit_key(record: Record) -> tuple[object, ...]:
     """What makes two records runs of the same unit (the newer one is used): the same
-    method with another student is another unit."""
+    method with another student, on another dataset (name and manifest), from another
+    teacher or on another device is another unit."""
     device = ""
     if record.protocol.name == DEVICE_PROTOCOL and record.device_fingerprint is not None:
         device = fingerprint_id(record.device_fingerprint)
@@ -168,6 +170,8 @@ def unit_key(record: Record) -> tuple[object, ...]:
         record.suite,
         record.protocol.name,
         record.protocol.version,
+        dataset_key(record),
+        teacher_key(record),
         device,
         record.method.name,
         record.method.version,

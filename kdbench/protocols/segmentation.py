@@ -146,6 +146,7 @@ METRICS = (
 class Segmentation(Protocol):
     name = "segmentation"
     student_key = "base.student"
+    teacher_key = "base.teacher"
     version = 1
     config_models = segmentation_config.MODELS
     description = "Few-shot semantic segmentation: a head on k images per class, mIoU."

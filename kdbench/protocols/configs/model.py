@@ -31,8 +31,8 @@ def check_config(
     ``key`` prefixes the dotted keys in messages (the protocol's name, as in ``--set``);
     ``where`` says whose config it is. Raises :class:`ConfigError` with one line.
     """
-    try:
-        return model.model_validate(config).model_dump()
+    try:  # keys left at a default the config does not name (loader options) stay out of it
+        return model.model_validate(config).model_dump(exclude_unset=True)
     except ValidationError as error:
         problems = list(dict.fromkeys(_problem(model, e, key) for e in error.errors()))
         raise ConfigError(f"{where}: {'; '.join(problems)}") from None

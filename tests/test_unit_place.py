@@ -1,0 +1,140 @@
+"""A unit's data, models and device are part of its identity: record paths, resume, the
+leaderboard's unit key and its tables keep two datasets (or teachers, or machines) apart.
+Loader options reach the loaders, and everything missing is reported before any unit runs.
+Standard-suite units run on fixture datasets in the real layouts with a locally saved
+checkpoint (nothing downloads)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdbench import plugins, runner
+from kdbench.errors import ConfigError
+from kdbench.leaderboard.aggregate import build_tables
+from kdbench.leaderboard.intake import read_and_screen
+from kdbench.record_files import load_record
+from kdbench.unit_place import PlanError, parse_model_spec
+from tests.data.fixtures import make_cub, make_dtd
+
+
+def _tiny_vit(path):
+    import timm
+    from safetensors.torch import save_file
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return {"name": "timm:vit_tiny_patch16_224", "options": {"img_size": 32, "weights": str(path)}}
+
+
+def _distill(tmp_path, dataset, root, extra=None):
+    spec = _tiny_vit(tmp_path / "vit.safetensors")
+    return {
+        "distill.teacher": spec,
+        "distill.student": spec,
+        "distill.data.dataset": dataset,
+        "distill.data.root": str(root),
+        "distill.data.image_size": 32,
+        "distill.data.resize": 36,
+        "distill.teacher_epochs": 0,
+        "distill.student_epochs": 1,
+        "distill.batch_size": 8,
+        "distill.cka_images": 4,
+        **(extra or {}),
+    }
+
+
+def _run(out, overrides, methods=("supervised",), protocols=("distill",)):
+    registry = plugins.get_registry()
+    units, _ = runner.plan(
+        registry,
+        protocols=list(protocols),
+        methods=list(methods),
+        suite="standard",
+        overrides=overrides,
+    )
+    return runner.run_units(units, registry=registry, out=out, progress=False)
+
+
+def test_two_datasets_into_one_out_are_two_records_and_two_tables(tmp_path):
+    cub = make_cub(tmp_path / "cub")
+    dtd = make_dtd(tmp_path / "dtd")
+    out = tmp_path / "out"
+    first = _run(out, _distill(tmp_path, "cub", cub))
+    second = _run(out, _distill(tmp_path, "dtd", dtd, {"distill.data.train_split": "train"}))
+    assert not first.failed and not second.failed, [o.message for o in second.failed]
+    [a], [b] = first.outcomes, second.outcomes
+    assert a.path != b.path and a.path.exists() and b.path.exists()
+    assert a.path.parent.parent.name.startswith("cub-")
+    assert b.path.parent.parent.name.startswith("dtd-")
+    assert load_record(a.path).dataset.name == "cub"
+    assert load_record(b.path).dataset.name == "dtd"
+    # the same command again finds both finished: nothing runs
+    again = _run(out, _distill(tmp_path, "cub", cub))
+    assert [o.status for o in again.outcomes] == ["skipped"]
+    # both are ranked (neither is a "duplicate" of the other), in two tables
+    intake = read_and_screen(out, {"distill": 1})
+    assert len(intake.ranked) == 2 and not intake.unranked
+    tables = build_tables(intake.ranked)
+    assert sorted(t.dataset.split(":")[0] for t in tables) == ["cub", "dtd"]
+    assert all(len(t.rows) == 1 for t in tables)
+
+
+def test_a_dtd_fold_other_than_1_reaches_the_loader(tmp_path):
+    dtd = make_dtd(tmp_path / "dtd")
+    out = tmp_path / "out"
+    fold1 = _run(out, _distill(tmp_path, "dtd", dtd))
+    fold2 = _run(out, _distill(tmp_path, "dtd", dtd, {"distill.data.options.fold": 2}))
+    assert not fold1.failed and not fold2.failed, [o.message for o in fold2.failed]
+    one, two = load_record(fold1.outcomes[0].path), load_record(fold2.outcomes[0].path)
+    assert two.protocol.config["data"]["options"] == {"fold": 2}
+    assert "options" not in one.protocol.config["data"]  # the default config is unchanged
+    assert one.dataset.manifest_sha256 != two.dataset.manifest_sha256
+    assert fold1.outcomes[0].path != fold2.outcomes[0].path
+    # a fold that does not exist, or an option the loader lacks, stops the run before it starts
+    with pytest.raises(PlanError, match="folds are 1 to 10"):
+        _run(tmp_path / "x", _distill(tmp_path, "dtd", dtd, {"distill.data.options.fold": 11}))
+    with pytest.raises(PlanError, match=r"dtd takes fold; not flod"):
+        _run(tmp_path / "x", _distill(tmp_path, "dtd", dtd, {"distill.data.options.flod": 2}))
+
+
+def test_a_loader_option_set_as_a_section_key_says_where_it_goes():
+    with pytest.raises(ConfigError, match=r"--set distill\.data\.options\.fold=VALUE"):
+        runner.plan(
+            plugins.get_registry(),
+            protocols=["distill"],
+            methods=["kd"],
+            suite="standard",
+            overrides={"distill.data.fold": 2},
+        )
+
+
+def test_everything_missing_is_reported_once_before_any_unit_runs(tmp_path):
+    registry = plugins.get_registry()
+    units, _ = runner.plan(
+        registry,
+        protocols=["distill", "fewshot", "segmentation"],
+        methods=["kd", "supervised"],
+        suite="standard",
+        overrides={"distill.teacher.options.weights": str(tmp_path / "nowhere.safetensors")},
+    )
+    with pytest.raises(PlanError) as caught:
+        runner.run_units(units, registry=registry, out=tmp_path / "out", progress=False)
+    problems = caught.value.problems
+    assert "distill.data.root: set the cub folder: --set distill.data.root=PATH" in problems
+    assert "fewshot.base.root: set the miniimagenet folder: --set fewshot.base.root=PATH" in (
+        problems
+    )
+    assert any(p.startswith("segmentation.data.root: set the cityscapes folder") for p in problems)
+    assert any("nowhere.safetensors does not exist" in p for p in problems)
+    assert len(problems) == len(set(problems))  # each once, not once per unit
+    assert not list((tmp_path / "out").rglob("*.json"))  # nothing ran
+
+
+def test_model_specs_parse_names_with_colons_and_json_values():
+    assert parse_model_spec("timm:vit_small_patch14_dinov2.lvd142m:weights=w.pt,img_size=518") == {
+        "name": "timm:vit_small_patch14_dinov2.lvd142m",
+        "options": {"weights": "w.pt", "img_size": 518},
+    }
+    assert parse_model_spec("open_clip:ViT-B-32") == {"name": "open_clip:ViT-B-32", "options": {}}
+    with pytest.raises(ConfigError, match="not key=value"):
+        parse_model_spec("timm:resnet18:weights=a,oops")
