@@ -114,9 +114,17 @@ def run_command(
     student: list[str] = typer.Option(
         None,
         "--student",
-        help="Student to train or measure (repeatable; `kdbench ls students`): the run becomes "
+        help="Student to train or measure, NAME[:key=value,...] (repeatable; `kdbench ls "
+        "students`), e.g. timm:mobilevit_xs:weights=mvit.safetensors: the run becomes "
         "method x student x seed. Default: the student each method declares, else the "
         "protocol's.",
+    ),
+    teacher: str | None = typer.Option(
+        None,
+        "--teacher",
+        help="Teacher of every protocol run, NAME[:key=value,...] (`kdbench ls teachers`), "
+        "e.g. timm:vit_base_patch14_dinov2.lvd142m:weights=dinov2-b.safetensors,img_size=518. "
+        "Default: each protocol's.",
     ),
     seed: list[int] = typer.Option(None, "--seed", "-s", help="Seed (repeatable). Default: 0."),
     suite: str = typer.Option("embedded", help="'embedded' (Shapes world, CPU) or 'standard'."),
@@ -142,6 +150,8 @@ def run_command(
 
     Example: kdbench run --protocol distill --method kd --seed 0 --seed 1
     Example: kdbench run -p fewshot -m kd --student shapes-resnet12 --student shapes-vit-xs
+    Example: kdbench run --suite standard -p distill --teacher
+    timm:vit_base_patch14_dinov2.lvd142m:weights=dinov2-b.safetensors
     """
     from kdbench.plugins import get_registry
     from kdbench.protocols.base import parse_overrides
@@ -159,6 +169,7 @@ def run_command(
         smoke=smoke,
         overrides=parse_overrides(set_ or []),
         students=student or None,
+        teacher=teacher,
     )
     typer.echo(f"kdbench {__version__}: {len(units)} unit(s) -> {out}/", err=True)
     report = run_units(

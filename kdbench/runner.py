@@ -34,6 +34,7 @@ from typing import Any, Literal
 from kdbench.cache import cache_dir
 from kdbench.errors import CheckpointError, OutputError, RecordError
 from kdbench.interrupts import RunInterrupted
+from kdbench.models.weights_identity import with_weights
 from kdbench.protocols.base import (
     ConfigError,
     Protocol,
@@ -60,7 +61,7 @@ from kdbench.runtime import bars_shown, is_main_process, make_progress, resolve_
 from kdbench.seeding import seed_everything
 from kdbench.subjects import Subject, subject_of
 from kdbench.terminal import printable
-from kdbench.unit_place import place_units
+from kdbench.unit_place import parse_model_spec, place_units
 
 ResumeMode = Literal["never", "only-missing", "always"]
 RESUME_MODES: tuple[str, ...] = ("never", "only-missing", "always")
@@ -160,12 +161,16 @@ def plan(
     smoke: bool = False,
     overrides: dict[str, Any] | None = None,
     students: Sequence[str] | None = None,
+    teacher: str | None = None,
 ) -> tuple[list[Unit], list[tuple[str, str, str]]]:
     """The units to run, and the (protocol, method, reason) pairs that cannot run.
 
-    ``students`` (registered student names) replace each method's student, so the run is
-    method x student x seed; without them a method trains the student it declares, or the
-    protocol's default. A row that scores the teacher has no student to vary."""
+    ``students`` (registered student names, each optionally with factory options:
+    ``NAME[:key=value,...]``) replace each method's student, so the run is method x student
+    x seed; without them a method trains the student it declares, or the protocol's
+    default. A row that scores the teacher has no student to vary. ``teacher``
+    (``NAME[:key=value,...]``, e.g. ``timm:vit_base_patch14_dinov2.lvd142m:weights=w.pt``)
+    replaces every protocol's teacher; ``overrides`` then apply on top."""
     protocol_names = list(protocols) if protocols else registry.names("protocols")
     method_names = list(methods) if methods else default_methods(registry)
     proto_components = [registry.get("protocols", n) for n in protocol_names]
@@ -175,14 +180,27 @@ def plan(
     if not method_components:
         raise ConfigError("no methods to run; name one with --method")
     per_protocol: dict[str, dict[str, Any]] = {p.name: {} for p in proto_components}
+    if teacher is not None:
+        teacher_spec = parse_model_spec(teacher)
+        registry.get("teachers", teacher_spec["name"])  # unknown: fails with a suggestion
+        for pc in proto_components:
+            key = load_protocol(pc).teacher_key
+            if key is not None:
+                per_protocol[pc.name][key] = teacher_spec
     for key, value in (overrides or {}).items():
         head, sep, rest = key.partition(".")
         if not sep or head not in per_protocol:
+            first = proto_components[0]
+            example = example_key(load_protocol(first), suite, smoke)
             raise ConfigError(
                 f"--set {key}: start the key with a protocol being run "
-                f"({', '.join(per_protocol)}), e.g. --set {next(iter(per_protocol))}.epochs=3"
+                f"({', '.join(per_protocol)}), e.g. --set {first.name}.{example}"
             )
         per_protocol[head][rest] = value
+    student_specs = {
+        spec["name"]: spec["options"] for spec in map(parse_model_spec, students or ())
+    }
+    students = list(student_specs) or None
     declared = [getattr(m.load(), "student", None) for m in method_components]
     for name in [*(students or ()), *declared]:
         if name is not None:
@@ -196,7 +214,8 @@ def plan(
         in_use = students or _students_in_use(method_components)
         for mc in method_components:
             for student in _students_of(proto, mc, students, in_use):
-                unit_config = proto.with_student(config, student) if student else config
+                options = student_specs.get(student) if student else None
+                unit_config = proto.with_student(config, student, options) if student else config
                 spec = proto.student_of(unit_config)
                 row = mc.name + (f"@{student}" if student else "")
                 reason = proto.supports_student(mc, registry, spec["name"] if spec else None)
@@ -209,6 +228,15 @@ def plan(
                 for seed in seeds:
                     units.append(Unit(pc, mc, int(seed), suite, smoke, unit_config, own))
     return units, unsupported
+
+
+def example_key(proto: Protocol, suite: str, smoke: bool) -> str:
+    """A real ``KEY=VALUE`` of ``proto``'s config for messages: its first number."""
+    config = proto.default_config(suite, smoke)
+    for key, value in config.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{key}={value}"
+    return f"{next(iter(config), 'KEY')}=VALUE"
 
 
 def _students_in_use(methods: Sequence[Component]) -> list[str | None]:
@@ -284,6 +312,7 @@ def build_record(unit: Unit, result: UnitResult, device: str, started: float) ->
         device=device,
     )
     components = {"protocol": ComponentRef(**unit.protocol.ref()), **result.components}
+    components = with_weights(components)  # the sha256 of every model's tensors
     return Record(
         **base,
         status="ok",

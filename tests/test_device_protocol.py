@@ -192,3 +192,15 @@ def test_cli_measures_a_timm_architecture_without_downloading():
     assert (
         "timm:vit_tiny_patch16_224 at 32x32" in result.output and "random weights" in result.output
     )
+
+
+def test_open_clip_models_resolve_and_build_at_the_asked_size_with_random_weights():
+    pytest.importorskip("open_clip")
+    from kdbench.device.subject import load_backbone
+
+    registry = plugins.get_registry()
+    assert resolve_model(registry, "open_clip:ViT-B-32") == ("teachers", "open_clip:ViT-B-32")
+    options = {"pretrained": False}  # what `kdbench device` passes without --weights
+    spec = {"name": "open_clip:ViT-B-32", "options": options}
+    backbone, used, _ = load_backbone(registry, "teachers", spec, 64, True)
+    assert tuple(backbone.input_size) == (64, 64) and used["image_size"] == 64

@@ -38,8 +38,9 @@ def test_local_weights_load_through_the_timm_path(tmp_path):
 def test_missing_or_unreachable_weights_say_what_to_do(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         timm_backbone("vit_tiny_patch16_224", weights=tmp_path / "missing.safetensors")
-    with pytest.raises(WeightsError, match="--weights PATH"):
-        timm_backbone("vit_tiny_patch16_224", **TINY)  # HF_HUB_OFFLINE=1 in tests
+    # HF_HUB_OFFLINE=1 in tests: no hub attempt, the option that passes a local file
+    with pytest.raises(WeightsError, match="--teacher timm:vit_tiny_patch16_224:weights=PATH"):
+        timm_backbone("vit_tiny_patch16_224", **TINY)
     bad = tmp_path / "bad.pt"
     torch.save({"x": torch.zeros(3)}, bad)
     with pytest.raises(WeightsError, match="could not be loaded"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from kdbench import plugins, runner
-from kdbench.errors import ConfigError
+from kdbench.errors import ConfigError, UnknownComponentError
 from kdbench.leaderboard.aggregate import build_tables
 from kdbench.leaderboard.intake import read_and_screen
 from kdbench.record_files import load_record
@@ -138,3 +138,136 @@ def test_model_specs_parse_names_with_colons_and_json_values():
     assert parse_model_spec("open_clip:ViT-B-32") == {"name": "open_clip:ViT-B-32", "options": {}}
     with pytest.raises(ConfigError, match="not key=value"):
         parse_model_spec("timm:resnet18:weights=a,oops")
+
+
+def test_offline_without_weights_fails_in_under_a_second_with_the_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from kdbench.cli import app
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cub = make_cub(tmp_path / "cub")
+    args = ["run", "--suite", "standard", "-p", "distill", "-m", "supervised", "--no-progress"]
+    args += ["--out", str(tmp_path / "out"), "--set", f"distill.data.root={cub}"]
+    args += ["--teacher", "timm:vit_tiny_patch16_224:img_size=32"]
+    args += ["--set", "distill.student.options.pretrained=false", "--fail-fast"]
+    import time
+
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, args)
+    elapsed = time.perf_counter() - started
+    assert result.exit_code == 1, result.output
+    assert "add --teacher timm:vit_tiny_patch16_224:weights=PATH to the kdbench run" in (
+        result.output
+    )
+    [failed] = list((tmp_path / "out").rglob("*.failed.json"))
+    record = load_record(failed)
+    assert record.protocol.config["teacher"]["name"] == "timm:vit_tiny_patch16_224"
+    assert elapsed < 10  # the whole command; the model itself fails at once (below)
+    from kdbench.distillation import init_backbone
+
+    started = time.perf_counter()
+    with pytest.raises(Exception, match="--student timm:resnet18:weights=PATH"):
+        init_backbone(plugins.get_registry(), "students", {"name": "timm:resnet18", "options": {}})
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_teacher_option_reaches_every_protocol_and_set_reaches_its_options(tmp_path):
+    registry = plugins.get_registry()
+    weights = tmp_path / "w.safetensors"
+    units, _ = runner.plan(
+        registry,
+        protocols=["distill", "fewshot", "segmentation", "device"],
+        methods=["teacher"],
+        suite="standard",
+        teacher=f"timm:vit_tiny_patch16_224:weights={weights},img_size=32",
+        overrides={"distill.teacher.options.img_size": 64},
+    )
+    teachers = {u.protocol.name: runner.load_protocol(u.protocol) for u in units}
+    spec = {"name": "timm:vit_tiny_patch16_224", "options": {"weights": str(weights)}}
+    for unit in units:
+        found = teachers[unit.protocol.name].teacher_key
+        node = unit.config
+        for part in found.split("."):
+            node = node[part]
+        size = 64 if unit.protocol.name == "distill" else 32
+        assert node == {**spec, "options": {**spec["options"], "img_size": size}}
+    with pytest.raises(UnknownComponentError, match="unknown teacher 'timm-vit:x'"):
+        runner.plan(registry, protocols=["distill"], methods=["kd"], teacher="timm-vit:x")
+
+
+def _teacher(record, **fields):
+    record["components"]["teacher"].update(fields)
+    return record
+
+
+def test_the_leaderboard_refuses_a_teacher_with_random_weights_and_says_why(tmp_path):
+    from tests.leaderboard.records import make_record, write_records
+
+    random_options = _teacher(
+        make_record(method="randomised"), options={"pretrained": False}
+    )  # a record written before weights were recorded says it in its options
+    random_weights = _teacher(
+        make_record(method="unweighted", suite="standard"), weights={"source": "random"}
+    )
+    other_sha = _teacher(
+        make_record(method="other"),
+        name="shapes-teacher",
+        weights={"source": "file", "sha256": "ab" * 32, "path": "t.safetensors"},
+    )
+    device = _teacher(
+        make_record(method="student", protocol="device", reference=True),
+        options={"pretrained": False},
+    )  # latency does not depend on weights
+    good = make_record(method="kd")
+    write_records(tmp_path, [random_options, random_weights, other_sha, device, good])
+    intake = read_and_screen(tmp_path, {})
+    assert sorted(f.record.method.name for f in intake.ranked) == ["kd", "student"]
+    why = {u.file.record.method.name: (u.reason, u.detail) for u in intake.unranked}
+    assert why["randomised"][0] == why["unweighted"][0] == why["other"][0] == "weights"
+    assert "random weights" in why["randomised"][1] and "random weights" in why["unweighted"][1]
+    assert "not the embedded suite's" in why["other"][1]
+
+
+def test_records_fingerprint_the_weights_of_their_models(tmp_path):
+    from kdbench.models.weights_identity import file_sha256, weights_of
+
+    dtd = make_dtd(tmp_path / "dtd")
+    report = _run(tmp_path / "out", _distill(tmp_path, "dtd", dtd))
+    assert not report.failed, [o.message for o in report.failed]
+    record = load_record(report.outcomes[0].path)
+    teacher = record.components["teacher"]
+    assert teacher.weights.source == "file"
+    assert teacher.weights.path == str(tmp_path / "vit.safetensors")
+    assert teacher.weights.sha256 == file_sha256(tmp_path / "vit.safetensors")
+    assert record.components["student"].weights.sha256 == teacher.weights.sha256
+    # another checkpoint of the same architecture has another fingerprint
+    import timm
+    from safetensors.torch import save_file
+
+    other = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32)
+    save_file(other.state_dict(), str(tmp_path / "other.safetensors"))
+    assert file_sha256(tmp_path / "other.safetensors") != teacher.weights.sha256
+    assert weights_of("timm:resnet18", {"pretrained": False}).source == "random"
+
+
+def test_weight_digests_are_cached_per_path_and_mtime(tmp_path, monkeypatch):
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    from kdbench.cache import tensor_digest
+    from kdbench.models import weights_identity
+
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.zeros(3)}, str(path))
+    first = weights_identity.file_sha256(path)
+    assert first == tensor_digest({"a": torch.zeros(3)})
+    weights_identity._memo.clear()
+    calls = []
+    monkeypatch.setattr(weights_identity, "tensor_digest", lambda s: calls.append(s) or "x")
+    assert weights_identity.file_sha256(path) == first and not calls  # from the cache file
+    save_file({"a": torch.ones(3)}, str(path))
+    os.utime(path, ns=(1, 10**18))
+    assert weights_identity.file_sha256(path) == "x" and len(calls) == 1  # changed: hashed

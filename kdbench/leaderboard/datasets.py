@@ -38,8 +38,10 @@ def teacher_key(record: Record) -> str:
     teacher = record.components.get("teacher")
     if teacher is None:
         return ""
-    identity: dict[str, object] = {"name": teacher.name, "options": teacher.options}
-    if teacher.weights is not None:
+    options = dict(teacher.options)
+    identity: dict[str, object] = {"name": teacher.name, "options": options}
+    if teacher.weights is not None and teacher.weights.sha256:
+        options.pop("weights", None)  # the same tensors under another path are the same teacher
         identity["weights"] = teacher.weights.sha256
     return canonical_json(identity)
 

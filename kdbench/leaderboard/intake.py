@@ -27,6 +27,7 @@ REASONS: dict[str, str] = {
     "superseded": "from a superseded protocol version",
     "newer-protocol": "from a protocol version newer than the installed one",
     "no-device": "device record without a device fingerprint",
+    "weights": "its foundation model is not the suite's declared pretrained weights",
     "duplicate": "another record of the same unit is used",
 }
 
@@ -199,6 +200,33 @@ def _screen_one(file: RecordFile, versions: Mapping[str, int]) -> tuple[str, str
         )
     if name == DEVICE_PROTOCOL and record.device_fingerprint is None:
         return "no-device", "latency and energy need the device they were measured on"
+    if name != DEVICE_PROTOCOL:  # cost does not depend on weights; every score does
+        wrong = foreign_weights(record)
+        if wrong is not None:
+            return "weights", wrong
+    return None
+
+
+def foreign_weights(record: Record) -> str | None:
+    """Why ``record``'s teacher (its foundation model) is not the suite's declared
+    pretrained weights, if it is not: random weights, or a sha256 other than the one the
+    suite declares."""
+    from kdbench.models.weights_identity import declared_weights
+
+    teacher = record.components.get("teacher")
+    if teacher is None:
+        return None
+    weights = teacher.weights
+    if (weights is not None and weights.source == "random") or teacher.options.get(
+        "pretrained"
+    ) is False:
+        return f"teacher {teacher.name} ran with random weights (pretrained: false)"
+    declared = declared_weights(record.suite, teacher.name)
+    if declared and weights is not None and weights.sha256 and weights.sha256 != declared:
+        return (
+            f"teacher {teacher.name} ran with weights sha256 {weights.sha256[:12]}, not the "
+            f"{record.suite} suite's {declared[:12]}"
+        )
     return None
 
 

@@ -282,13 +282,18 @@ def timm_backbone(
                 f"are missing from it ({shown}); is it a checkpoint of this architecture?"
             )
     elif pretrained:
+        from kdbench.models.hub import require_timm_weights
+
+        require_timm_weights(model_name)  # offline without them: fail now, with the command
         try:
             model = _create(model_name, pretrained=True, **extra)
         except Exception as error:  # hub unreachable, gated, or no pretrained tag
             raise WeightsError(
                 f"could not get pretrained weights for timm:{model_name} ({error}). "
-                "Offline? Pass a local file with --weights PATH (safetensors or a "
-                "weights-only torch checkpoint), or use the embedded suite."
+                f"Offline? Pass a local file: add --teacher timm:{model_name}:weights=PATH (or "
+                f"--student timm:{model_name}:weights=PATH) to the kdbench run command (a "
+                "safetensors file or a weights-only torch checkpoint), or use the embedded "
+                "suite."
             ) from None
     else:
         model = _create(model_name, pretrained=False, **extra)

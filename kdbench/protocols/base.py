@@ -258,7 +258,7 @@ def apply_override(
                 )
             raise ConfigError(f"{where}: no config key {named!r}; keys here: {known}{hint}")
         if i == len(parts) - 1:
-            node[part] = value
+            node[part] = copy.deepcopy(value)  # a value shared by protocols stays theirs
         else:
             node = node[part]
 
@@ -269,7 +269,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=5")
+            raise ConfigError(
+                f"--set {item!r}: expected PROTOCOL.KEY=VALUE, e.g. --set distill.student_epochs=5"
+            )
         try:
             out[key.strip()] = json.loads(raw)
         except ValueError:
