@@ -92,7 +92,8 @@ class PrecisionResult:
     throughput: Window | None = None
     memory: MemoryReading | None = None
     coverage: dict[str, Any] | None = None
-    """int8 only: which layers were quantised (:func:`~kdbench.device.precision.quantisation_coverage`)."""
+    """int8 only: which layers were quantised
+    (:func:`~kdbench.device.precision.quantisation_coverage`)."""
 
 
 @dataclass
