@@ -41,8 +41,14 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show third-party libraries' INFO logs (timm, open_clip)."
+    ),
 ) -> None:
     """Benchmark knowledge distillation from vision foundation models."""
+    from kdbench.runtime import set_verbose
+
+    set_verbose(verbose)
 
 
 def _echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:

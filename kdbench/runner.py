@@ -61,7 +61,7 @@ from kdbench.runtime import bars_shown, is_main_process, make_progress, resolve_
 from kdbench.seeding import seed_everything
 from kdbench.subjects import Subject, subject_of
 from kdbench.terminal import printable
-from kdbench.unit_place import parse_model_spec, place_units
+from kdbench.unit_place import merged_spec, parse_model_spec, place_units, spec_at
 
 ResumeMode = Literal["never", "only-missing", "always"]
 RESUME_MODES: tuple[str, ...] = ("never", "only-missing", "always")
@@ -170,7 +170,8 @@ def plan(
     x seed; without them a method trains the student it declares, or the protocol's
     default. A row that scores the teacher has no student to vary. ``teacher``
     (``NAME[:key=value,...]``, e.g. ``timm:vit_base_patch14_dinov2.lvd142m:weights=w.pt``)
-    replaces every protocol's teacher; ``overrides`` then apply on top."""
+    replaces every protocol's teacher (its options add to the protocol's own when it names
+    the same model); ``overrides`` then apply on top."""
     protocol_names = list(protocols) if protocols else registry.names("protocols")
     method_names = list(methods) if methods else default_methods(registry)
     proto_components = [registry.get("protocols", n) for n in protocol_names]
@@ -184,9 +185,10 @@ def plan(
         teacher_spec = parse_model_spec(teacher)
         registry.get("teachers", teacher_spec["name"])  # unknown: fails with a suggestion
         for pc in proto_components:
-            key = load_protocol(pc).teacher_key
-            if key is not None:
-                per_protocol[pc.name][key] = teacher_spec
+            proto = load_protocol(pc)
+            if proto.teacher_key is not None:
+                default = spec_at(proto.default_config(suite, smoke), proto.teacher_key)
+                per_protocol[pc.name][proto.teacher_key] = merged_spec(teacher_spec, default)
     for key, value in (overrides or {}).items():
         head, sep, rest = key.partition(".")
         if not sep or head not in per_protocol:

@@ -200,6 +200,23 @@ def weights_problems(key: str, spec: dict[str, Any] | None) -> list[str]:
     return problems
 
 
+def hub_problems(key: str, role: str, config: dict[str, Any]) -> list[str]:
+    """The teacher at ``key`` needs hub weights, the hub is offline and they are not cached."""
+    from kdbench.models.hub import OfflineWeightsError, require_timm_weights
+
+    spec = spec_at(config, key.split(".", 1)[1])
+    if not spec or not str(spec.get("name", "")).startswith("timm:"):
+        return []
+    options = spec.get("options") or {}
+    if options.get("weights") or options.get("pretrained") is False:
+        return []
+    try:
+        require_timm_weights(str(spec["name"]).removeprefix("timm:"))
+    except OfflineWeightsError as error:
+        return [f"{key}: {error.with_role(role)}"]
+    return []
+
+
 def place_units(units: Sequence[Any], registry: Any, device: str | None = None) -> list[Any]:
     """``units`` with their :attr:`place` worked out, after checking every dataset section
     and weights file they read; raises :class:`PlanError` listing every problem."""
@@ -219,6 +236,8 @@ def place_units(units: Sequence[Any], registry: Any, device: str | None = None) 
         for key in (proto.teacher_key, proto.student_key):
             if key is not None:
                 wrong += weights_problems(f"{proto.name}.{key}", spec_at(unit.config, key))
+        if proto.teacher_key is not None and not unit.config.get("random_if_missing"):
+            wrong += hub_problems(f"{proto.name}.{proto.teacher_key}", "teacher", unit.config)
         problems += [p for p in wrong if p not in problems]
         index = (unit.protocol.name, unit.suite, unit.smoke)
         if index not in defaults:
@@ -244,6 +263,14 @@ def with_spec(config: dict[str, Any], key: str, spec: dict[str, Any]) -> dict[st
         node = node[part]
     node[last] = copy.deepcopy(spec)
     return config
+
+
+def merged_spec(spec: dict[str, Any], default: dict[str, Any] | None) -> dict[str, Any]:
+    """``spec``, its options added to ``default``'s when both name the same model (so
+    ``--teacher NAME:weights=PATH`` keeps the protocol's ``img_size``)."""
+    if default is None or default.get("name") != spec["name"]:
+        return copy.deepcopy(spec)
+    return {"name": spec["name"], "options": {**default.get("options", {}), **spec["options"]}}
 
 
 def parse_model_spec(text: str) -> dict[str, Any]:

@@ -81,3 +81,34 @@ def test_adapters_choose_what_trains(name):
 def test_lora_refuses_targets_that_do_not_exist():
     with pytest.raises(ValueError, match="no linear layer"):
         LoRA(targets=("query",)).apply(build_vit("student"))
+
+
+def test_timm_info_lines_stay_out_of_a_root_handler_unless_verbose(tmp_path, monkeypatch):
+    """open_clip logs through the root logger, which gives it a handler; the INFO lines timm
+    raises while kdbench checks a checkpoint must not reach it (they did, in oneclass runs)."""
+    import logging
+
+    from safetensors.torch import save_file
+
+    b = timm_backbone("vit_tiny_patch16_224", pretrained=False, **TINY)
+    path = tmp_path / "w.safetensors"
+    save_file(b.model.state_dict(), str(path))
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    root = logging.getLogger()
+    handler = Keep(logging.NOTSET)
+    root.addHandler(handler)
+    try:
+        monkeypatch.delenv("KDBENCH_VERBOSE", raising=False)
+        timm_backbone("vit_tiny_patch16_224", weights=path, **TINY)
+        assert not [r for r in seen if r.name.startswith("timm")]
+        monkeypatch.setenv("KDBENCH_VERBOSE", "1")  # kdbench -v
+        timm_backbone("vit_tiny_patch16_224", weights=path, **TINY)
+        assert any(r.name.startswith("timm") and r.levelno == logging.INFO for r in seen)
+    finally:
+        root.removeHandler(handler)
+    assert logging.getLogger("timm.models._builder").propagate  # restored

@@ -125,6 +125,11 @@ def test_everything_missing_is_reported_once_before_any_unit_runs(tmp_path):
         problems
     )
     assert any(p.startswith("segmentation.data.root: set the cityscapes folder") for p in problems)
+    # each protocol's base stage is named by that protocol, never by another one
+    assert (
+        "segmentation.base.root: set the miniimagenet folder: --set segmentation.base.root=PATH"
+        in problems
+    )
     assert any("nowhere.safetensors does not exist" in p for p in problems)
     assert len(problems) == len(set(problems))  # each once, not once per unit
     assert not list((tmp_path / "out").rglob("*.json"))  # nothing ran
@@ -271,3 +276,20 @@ def test_weight_digests_are_cached_per_path_and_mtime(tmp_path, monkeypatch):
     save_file({"a": torch.ones(3)}, str(path))
     os.utime(path, ns=(1, 10**18))
     assert weights_identity.file_sha256(path) == "x" and len(calls) == 1  # changed: hashed
+
+
+def test_teacher_and_student_options_add_to_the_protocols_own_for_the_same_model():
+    registry = plugins.get_registry()
+    teacher = "timm:vit_base_patch14_dinov2.lvd142m:weights=b.safetensors"
+    student = "timm:vit_small_patch14_dinov2.lvd142m:weights=s.safetensors"
+    [unit], _ = runner.plan(
+        registry,
+        protocols=["distill"],
+        methods=["kd"],
+        suite="standard",
+        teacher=teacher,
+        students=[student],
+    )
+    assert unit.config["teacher"]["options"] == {"img_size": 224, "weights": "b.safetensors"}
+    assert unit.config["student"]["options"] == {"img_size": 224, "weights": "s.safetensors"}
+    assert unit.student is None  # the default student, with a weights file: not a new row

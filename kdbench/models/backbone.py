@@ -323,15 +323,21 @@ def _missing_keys_reported() -> Iterator[list[str]]:
                 keys = text[len("Missing keys (") : text.index(")")].split(", ")
                 missing.extend(k for k in keys if not k.startswith(head))
 
+    from kdbench.runtime import verbose
+
     logger = logging.getLogger("timm.models._builder")
-    handler, level = Catch(logging.INFO), logger.level
+    handler, level, propagate = Catch(logging.INFO), logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # the INFO lines raised here for the catch stay out of the log (and of any handler a
+    # library such as open_clip put on the root logger) unless kdbench runs with -v
+    logger.propagate = propagate and verbose()
     try:
         yield missing
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _create(model_name: str, **kwargs: Any) -> nn.Module:

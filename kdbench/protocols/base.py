@@ -126,8 +126,9 @@ class Protocol(ABC):
         self, config: dict[str, Any], name: str, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """``config`` with its student replaced by the registered student ``name`` (with
-        ``options``, default none); unchanged (the same object) when ``name`` is already
-        the student and no options are given."""
+        ``options``, added to the config's own when ``name`` is already the student);
+        unchanged (the same object) when ``name`` is already the student and no options
+        are given."""
         spec = self.student_of(config)
         if spec is None or (spec["name"] == name and not options):
             return config
@@ -136,7 +137,8 @@ class Protocol(ABC):
         node = config
         for part in parents:
             node = node[part]
-        node[last] = {"name": name, "options": dict(options or {})}
+        base = dict(spec["options"]) if spec["name"] == name else {}
+        node[last] = {"name": name, "options": {**base, **(options or {})}}
         return config
 
     @abstractmethod

@@ -170,6 +170,8 @@ budget.
                 novel["root"] = base.get("root")
                 novel.setdefault("options", base.get("options") or {})
             sections["novel"] = novel
+            if not novel["root"]:  # it follows the base folder: one problem, said once
+                del sections["novel"]
         return sections
 
     def supports(
