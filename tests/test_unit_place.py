@@ -293,3 +293,20 @@ def test_teacher_and_student_options_add_to_the_protocols_own_for_the_same_model
     assert unit.config["teacher"]["options"] == {"img_size": 224, "weights": "b.safetensors"}
     assert unit.config["student"]["options"] == {"img_size": 224, "weights": "s.safetensors"}
     assert unit.student is None  # the default student, with a weights file: not a new row
+
+
+def test_only_unset_loader_options_are_left_out_of_a_config():
+    registry = plugins.get_registry()
+    [unit], _ = runner.plan(
+        registry,
+        protocols=["segmentation"],
+        methods=["teacher"],
+        smoke=True,
+        overrides={"segmentation.adapters": [{"name": "linear"}]},
+    )
+    # keys with defaults elsewhere are recorded as before (config hashes unchanged)
+    assert unit.config["adapters"] == [{"name": "linear", "options": None, "lr": None}]
+    [unit], _ = runner.plan(
+        registry, protocols=["segmentation"], methods=["teacher"], suite="standard"
+    )
+    assert "options" not in unit.config["data"] and "options" not in unit.config["base"]

@@ -31,11 +31,23 @@ def check_config(
     ``key`` prefixes the dotted keys in messages (the protocol's name, as in ``--set``);
     ``where`` says whose config it is. Raises :class:`ConfigError` with one line.
     """
-    try:  # keys left at a default the config does not name (loader options) stay out of it
-        return model.model_validate(config).model_dump(exclude_unset=True)
+    try:
+        return _without_unset_loader_options(model.model_validate(config).model_dump(), config)
     except ValidationError as error:
         problems = list(dict.fromkeys(_problem(model, e, key) for e in error.errors()))
         raise ConfigError(f"{where}: {'; '.join(problems)}") from None
+
+
+def _without_unset_loader_options(dumped: Any, given: Any) -> Any:
+    """``dumped`` without the empty ``options`` of dataset sections whose ``given`` config
+    did not name them, so configs (and their hashes) from before loader options stay as
+    they were."""
+    if not isinstance(dumped, dict) or not isinstance(given, dict):
+        return dumped
+    out = {k: _without_unset_loader_options(v, given.get(k)) for k, v in dumped.items()}
+    if "dataset" in out and out.get("options") == {} and "options" not in given:
+        del out["options"]
+    return out
 
 
 def _problem(model: type[BaseModel], error: Any, prefix: str) -> str:
