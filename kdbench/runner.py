@@ -233,12 +233,17 @@ def plan(
 
 
 def example_key(proto: Protocol, suite: str, smoke: bool) -> str:
-    """A real ``KEY=VALUE`` of ``proto``'s config for messages: its first number."""
-    config = proto.default_config(suite, smoke)
-    for key, value in config.items():
-        if isinstance(value, int) and not isinstance(value, bool):
-            return f"{key}={value}"
-    return f"{next(iter(config), 'KEY')}=VALUE"
+    """A real ``KEY=VALUE`` of ``proto``'s config for messages: its first integer (top-level
+    keys first, then sections)."""
+    sections: list[tuple[str, dict[str, Any]]] = [("", proto.default_config(suite, smoke))]
+    while sections:
+        prefix, node = sections.pop(0)
+        for key, value in node.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                return f"{prefix}{key}={value}"
+            if isinstance(value, dict):
+                sections.append((f"{prefix}{key}.", value))
+    return "KEY=VALUE"
 
 
 def _students_in_use(methods: Sequence[Component]) -> list[str | None]:

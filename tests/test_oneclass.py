@@ -506,8 +506,10 @@ def test_standard_suite_on_fixtures_with_a_local_clip(tiny_clip_file, tmp_path):
     }
     report = _run(tmp_path / "out", ["teacher", "student", "kd"], "standard", overrides)
     assert not report.failed, [o.message for o in report.failed]
-    out = tmp_path / "out/standard/oneclass"
-    record = load_record(out / "kd@timm_vit_tiny_patch16_224-seed0.smoke.json")
+    [path] = [o.path for o in report.outcomes if o.unit.method.name == "kd"]
+    assert path.name == "kd@timm_vit_tiny_patch16_224-seed0.smoke.json"
+    assert path.parent.parent.name.startswith("inat2021+imagefolder-")  # pool + student stage
+    record = load_record(path)
     assert record.dataset.name == "inat2021" and record.dataset.manifest_sha256
     genus = record.metric("auroc_genus")
     assert genus.n and genus.n >= 1

@@ -161,13 +161,15 @@ def test_offline_without_weights_fails_in_under_a_second_with_the_command(tmp_pa
     started = time.perf_counter()
     result = CliRunner().invoke(app, args)
     elapsed = time.perf_counter() - started
-    assert result.exit_code == 1, result.output
+    # found before any unit starts: one line naming the option that passes a local file
+    assert result.exit_code == 2, result.output
+    assert "distill.teacher: timm:vit_tiny_patch16_224 needs its pretrained weights" in (
+        result.output
+    )
     assert "add --teacher timm:vit_tiny_patch16_224:weights=PATH to the kdbench run" in (
         result.output
     )
-    [failed] = list((tmp_path / "out").rglob("*.failed.json"))
-    record = load_record(failed)
-    assert record.protocol.config["teacher"]["name"] == "timm:vit_tiny_patch16_224"
+    assert not list((tmp_path / "out").rglob("*.json"))
     assert elapsed < 10  # the whole command; the model itself fails at once (below)
     from kdbench.distillation import init_backbone
 
@@ -310,3 +312,27 @@ def test_only_unset_loader_options_are_left_out_of_a_config():
         registry, protocols=["segmentation"], methods=["teacher"], suite="standard"
     )
     assert "options" not in unit.config["data"] and "options" not in unit.config["base"]
+
+
+def test_example_keys_in_messages_are_real_keys():
+    import re
+
+    from kdbench.protocols.base import parse_overrides
+
+    registry = plugins.get_registry()
+    for protocol in ("distill", "fewshot", "segmentation", "oneclass", "device"):
+        with pytest.raises(ConfigError) as caught:
+            runner.plan(registry, protocols=[protocol], methods=["teacher"], overrides={"x": 1})
+        example = re.search(r"e\.g\. --set (\S+)", str(caught.value)).group(1)
+        runner.plan(
+            registry,
+            protocols=[protocol],
+            methods=["teacher"],
+            overrides=parse_overrides([example]),
+        )
+    with pytest.raises(ConfigError) as caught:
+        parse_overrides(["oops"])
+    example = re.search(r"e\.g\. --set (\S+)", str(caught.value)).group(1)
+    runner.plan(
+        registry, protocols=["distill"], methods=["kd"], overrides=parse_overrides([example])
+    )

@@ -171,6 +171,14 @@ allows, so it is not the bar for a method.
     metrics = METRICS
     metric_families = (ADAPTER_MIOU,)
 
+    def data_sections(self, config: dict[str, Any], subject: Subject) -> dict[str, dict[str, Any]]:
+        """The scenes, and the base classes for rows that train a student on them (the
+        reference rows score the pretrained models as they are)."""
+        sections = super().data_sections(config, subject)
+        if subject in (Subject.TEACHER, Subject.STUDENT):
+            sections.pop("base", None)
+        return sections
+
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
         common: dict[str, Any] = {
             "base": default_base_config(suite, smoke),
