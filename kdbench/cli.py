@@ -41,8 +41,14 @@ def _main(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show third-party libraries' INFO logs (timm, open_clip)."
+    ),
 ) -> None:
     """Benchmark knowledge distillation from vision foundation models."""
+    from kdbench.runtime import set_verbose
+
+    set_verbose(verbose)
 
 
 def _echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -111,9 +117,17 @@ _METHOD = typer.Option(
 _STUDENT = typer.Option(
     None,
     "--student",
-    help="Student to train or measure (repeatable; `kdbench ls students`): the run becomes "
+    help="Student to train or measure, NAME[:key=value,...] (repeatable; `kdbench ls "
+    "students`), e.g. timm:mobilevit_xs:weights=mvit.safetensors: the run becomes "
     "method x student x seed. Default: the student each method declares, else the "
     "protocol's.",
+)
+_TEACHER = typer.Option(
+    None,
+    "--teacher",
+    help="Teacher of every protocol run, NAME[:key=value,...] (`kdbench ls teachers`), "
+    "e.g. timm:vit_base_patch14_dinov2.lvd142m:weights=dinov2-b.safetensors,img_size=518. "
+    "Default: each protocol's.",
 )
 _SEED = typer.Option(None, "--seed", "-s", help="Seed (repeatable). Default: 0.")
 _SUITE = typer.Option("embedded", help="'embedded' (Shapes world, CPU) or 'standard'.")
@@ -142,6 +156,7 @@ def _planned(
     smoke: bool,
     set_: list[str] | None,
     shard: str | None,
+    teacher: str | None = None,
 ) -> tuple[Any, list[Any], list[tuple[str, str, str]]]:
     """The registry, the units (of ``shard`` only, if given) and the unsupported rows."""
     from kdbench.executors.shards import parse_shard
@@ -161,6 +176,7 @@ def _planned(
         smoke=smoke,
         overrides=parse_overrides(set_ or []),
         students=student or None,
+        teacher=teacher,
     )
     if part is not None:
         units = take_shard(units, *part)
@@ -173,6 +189,7 @@ def run_command(
     protocol: list[str] = _PROTOCOL,
     method: list[str] = _METHOD,
     student: list[str] = _STUDENT,
+    teacher: str | None = _TEACHER,
     seed: list[int] = _SEED,
     suite: str = _SUITE,
     smoke: bool = _SMOKE,
@@ -229,6 +246,8 @@ def run_command(
     Example: kdbench run --protocol distill --method kd --seed 0 --seed 1
     Example: kdbench run -p fewshot -m kd --student shapes-resnet12 --student shapes-vit-xs
     Example: kdbench run --suite standard --executor slurm --jobs 20 --slurm-partition gpu
+    Example: kdbench run --suite standard -p distill --teacher
+    timm:vit_base_patch14_dinov2.lvd142m:weights=dinov2-b.safetensors
     """
     from kdbench.executors.driver import device_for, execute
     from kdbench.plugins import get_registry
@@ -236,7 +255,7 @@ def run_command(
 
     device = device_for(get_registry(), executor, device)  # before any work
     registry, units, unsupported = _planned(
-        protocol, method, student, seed, suite, smoke, set_, shard
+        protocol, method, student, seed, suite, smoke, set_, shard, teacher
     )
     typer.echo(f"kdbench {__version__}: {len(units)} unit(s) -> {out}/", err=True)
     report = execute(
@@ -272,6 +291,7 @@ def plan_command(
     protocol: list[str] = _PROTOCOL,
     method: list[str] = _METHOD,
     student: list[str] = _STUDENT,
+    teacher: str | None = _TEACHER,
     seed: list[int] = _SEED,
     suite: str = _SUITE,
     smoke: bool = _SMOKE,
@@ -295,7 +315,9 @@ def plan_command(
         from kdbench.errors import ConfigError
 
         raise ConfigError(f"--resume must be one of {', '.join(RESUME_MODES)}, not {resume!r}")
-    _, units, unsupported = _planned(protocol, method, student, seed, suite, smoke, set_, None)
+    _, units, unsupported = _planned(
+        protocol, method, student, seed, suite, smoke, set_, None, teacher
+    )
     rows = describe_plan(units, out, resume)  # type: ignore[arg-type]
     if shard is not None:  # the rows keep their index and shard in the whole plan
         from kdbench.executors.shards import parse_shard

@@ -225,12 +225,17 @@ def init_backbone(
     registry: Registry, kind: str, spec: dict[str, Any], pretrained: bool = True
 ) -> Backbone:
     """A teacher or student from a config entry ``{"name": ..., "options": {...}}``."""
+    from kdbench.models.hub import OfflineWeightsError
+
     component = registry.get(kind, spec["name"])
     options = dict(spec.get("options", {}))
     if not pretrained:
         options["pretrained"] = False
         options.pop("weights", None)
-    return component.load()(**options)
+    try:
+        return component.load()(**options)
+    except OfflineWeightsError as error:  # name the one option that fixes it
+        raise error.with_role(kind.removesuffix("s")) from None
 
 
 @torch.no_grad()

@@ -114,6 +114,20 @@ def _finite(value: float | None, what: str) -> float | None:
     return value
 
 
+class WeightsRef(_Strict):
+    """The weights a model ran with: where they came from and the sha256 of their tensors."""
+
+    source: Literal["file", "hub", "shipped", "random"] = Field(
+        description="A local file, the model hub, weights shipped with a package, or random."
+    )
+    sha256: Name | None = Field(
+        None,
+        description="sha256 of the tensors (each name, dtype, shape and bytes, in name "
+        "order); null for random weights.",
+    )
+    path: Text | None = Field(None, description="The local file, when there is one.")
+
+
 class ComponentRef(_Strict):
     """A component used by a run, with the distribution that provided it."""
 
@@ -123,6 +137,9 @@ class ComponentRef(_Strict):
     description: Text | None = Field(None, description="One line, from the plugin (untrusted).")
     url: Text | None = Field(None, description="Project page, http(s) only.")
     options: dict[str, Any] = Field(default_factory=dict, description="Options it ran with.")
+    weights: WeightsRef | None = Field(
+        None, description="The weights of a teacher or student (null: not recorded)."
+    )
 
     @field_validator("url")
     @classmethod

@@ -1,6 +1,8 @@
 """Run protocol x method x seed units and write one record per unit.
 
-Records go to ``<out>/<suite>/<protocol>/<method>-seed<seed>[.smoke].json``; a failed
+Records go to ``<out>/<suite>/<protocol>/[<place>/]<method>-seed<seed>[.smoke].json``, where
+the place names the unit's data, models and device when they are not the suite's defaults
+(:mod:`kdbench.unit_place`); a failed
 attempt goes beside it as ``...failed.json`` and never replaces a finished record. A unit's
 scratch space (training checkpoints) to ``<out>/.work/...`` and is removed when the unit
 finishes. Resume modes:
@@ -32,6 +34,7 @@ from typing import Any, Literal
 from kdbench.cache import cache_dir
 from kdbench.errors import CheckpointError, OutputError, RecordError
 from kdbench.interrupts import RunInterrupted
+from kdbench.models.weights_identity import with_weights
 from kdbench.protocols.base import (
     ConfigError,
     Protocol,
@@ -59,6 +62,7 @@ from kdbench.runtime import bars_shown, is_main_process, make_progress, resolve_
 from kdbench.seeding import seed_everything
 from kdbench.subjects import Subject, subject_of
 from kdbench.terminal import printable
+from kdbench.unit_place import merged_spec, parse_model_spec, place_units, spec_at
 
 ResumeMode = Literal["never", "only-missing", "always"]
 RESUME_MODES: tuple[str, ...] = ("never", "only-missing", "always")
@@ -78,6 +82,9 @@ class Unit:
     student: str | None = None
     """The unit's student when it is not the protocol's default one (it then names the
     unit and its record file), else ``None``."""
+    place: tuple[str, ...] = ()
+    """Folders between ``<suite>/<protocol>/`` and the record: the unit's data, models and
+    device when they are not the defaults (:func:`kdbench.unit_place.place_units`)."""
 
     @property
     def row(self) -> str:
@@ -96,7 +103,8 @@ class Unit:
 
     def record_path(self, out: Path) -> Path:
         suffix = ".smoke" if self.smoke else ""
-        return out / self.suite / self.protocol.name / f"{self._stem()}{suffix}.json"
+        folder = out.joinpath(self.suite, self.protocol.name, *self.place)
+        return folder / f"{self._stem()}{suffix}.json"
 
     def failed_path(self, out: Path) -> Path:
         """Where a failed attempt is recorded: never over a finished record."""
@@ -105,7 +113,8 @@ class Unit:
 
     def work_dir(self, out: Path) -> Path:
         suffix = "-smoke" if self.smoke else ""
-        return out / ".work" / self.suite / self.protocol.name / (f"{self._stem()}{suffix}")
+        folder = out.joinpath(".work", self.suite, self.protocol.name, *self.place)
+        return folder / f"{self._stem()}{suffix}"
 
     def matches(self, record: Record) -> bool:
         """Whether ``record`` is a finished run of exactly this unit."""
@@ -154,12 +163,17 @@ def plan(
     smoke: bool = False,
     overrides: dict[str, Any] | None = None,
     students: Sequence[str] | None = None,
+    teacher: str | None = None,
 ) -> tuple[list[Unit], list[tuple[str, str, str]]]:
     """The units to run, and the (protocol, method, reason) pairs that cannot run.
 
-    ``students`` (registered student names) replace each method's student, so the run is
-    method x student x seed; without them a method trains the student it declares, or the
-    protocol's default. A row that scores the teacher has no student to vary."""
+    ``students`` (registered student names, each optionally with factory options:
+    ``NAME[:key=value,...]``) replace each method's student, so the run is method x student
+    x seed; without them a method trains the student it declares, or the protocol's
+    default. A row that scores the teacher has no student to vary. ``teacher``
+    (``NAME[:key=value,...]``, e.g. ``timm:vit_base_patch14_dinov2.lvd142m:weights=w.pt``)
+    replaces every protocol's teacher (its options add to the protocol's own when it names
+    the same model); ``overrides`` then apply on top."""
     protocol_names = list(protocols) if protocols else registry.names("protocols")
     method_names = list(methods) if methods else default_methods(registry)
     proto_components = [registry.get("protocols", n) for n in protocol_names]
@@ -169,14 +183,28 @@ def plan(
     if not method_components:
         raise ConfigError("no methods to run; name one with --method")
     per_protocol: dict[str, dict[str, Any]] = {p.name: {} for p in proto_components}
+    if teacher is not None:
+        teacher_spec = parse_model_spec(teacher)
+        registry.get("teachers", teacher_spec["name"])  # unknown: fails with a suggestion
+        for pc in proto_components:
+            proto = load_protocol(pc)
+            if proto.teacher_key is not None:
+                default = spec_at(proto.default_config(suite, smoke), proto.teacher_key)
+                per_protocol[pc.name][proto.teacher_key] = merged_spec(teacher_spec, default)
     for key, value in (overrides or {}).items():
         head, sep, rest = key.partition(".")
         if not sep or head not in per_protocol:
+            first = proto_components[0]
+            example = example_key(load_protocol(first), suite, smoke)
             raise ConfigError(
                 f"--set {key}: start the key with a protocol being run "
-                f"({', '.join(per_protocol)}), e.g. --set {next(iter(per_protocol))}.epochs=3"
+                f"({', '.join(per_protocol)}), e.g. --set {first.name}.{example}"
             )
         per_protocol[head][rest] = value
+    student_specs = {
+        spec["name"]: spec["options"] for spec in map(parse_model_spec, students or ())
+    }
+    students = list(student_specs) or None
     declared = [getattr(m.load(), "student", None) for m in method_components]
     for name in [*(students or ()), *declared]:
         if name is not None:
@@ -190,7 +218,8 @@ def plan(
         in_use = students or _students_in_use(method_components)
         for mc in method_components:
             for student in _students_of(proto, mc, students, in_use):
-                unit_config = proto.with_student(config, student) if student else config
+                options = student_specs.get(student) if student else None
+                unit_config = proto.with_student(config, student, options) if student else config
                 spec = proto.student_of(unit_config)
                 row = mc.name + (f"@{student}" if student else "")
                 reason = proto.supports_student(mc, registry, spec["name"] if spec else None)
@@ -203,6 +232,20 @@ def plan(
                 for seed in seeds:
                     units.append(Unit(pc, mc, int(seed), suite, smoke, unit_config, own))
     return units, unsupported
+
+
+def example_key(proto: Protocol, suite: str, smoke: bool) -> str:
+    """A real ``KEY=VALUE`` of ``proto``'s config for messages: its first integer (top-level
+    keys first, then sections)."""
+    sections: list[tuple[str, dict[str, Any]]] = [("", proto.default_config(suite, smoke))]
+    while sections:
+        prefix, node = sections.pop(0)
+        for key, value in node.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                return f"{prefix}{key}={value}"
+            if isinstance(value, dict):
+                sections.append((f"{prefix}{key}.", value))
+    return "KEY=VALUE"
 
 
 def _students_in_use(methods: Sequence[Component]) -> list[str | None]:
@@ -283,6 +326,7 @@ def build_record(
         device=device,
     )
     components = {"protocol": ComponentRef(**unit.protocol.ref()), **result.components}
+    components = with_weights(components)  # the sha256 of every model's tensors
     return Record(
         **base,
         status="ok",
@@ -474,6 +518,7 @@ def run_units(
         check_output_folder(out)
     cache_dir()  # a cache folder that cannot be used is an error before any work
     device = resolve_device(device)
+    units = place_units(units, registry, device)  # every unit's data checked before the first
     bar_factory = make_progress(progress)
     lines = UnitLines(len(units), log) if is_main_process() and not bars_shown(progress) else None
     report = RunReport()

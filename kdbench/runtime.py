@@ -91,3 +91,18 @@ def make_progress(enabled: bool | None) -> Callable[..., Any]:
         return tqdm(iterable, disable=disable, file=sys.stderr, **kwargs)
 
     return progress
+
+
+def verbose() -> bool:
+    """Whether third-party libraries' INFO logs are shown (``kdbench -v``, or
+    ``KDBENCH_VERBOSE=1``); otherwise kdbench keeps them out of its output."""
+    return os.environ.get("KDBENCH_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def set_verbose(on: bool) -> None:
+    """Show third-party INFO logs (``kdbench -v``): the root logger logs INFO to stderr."""
+    if on:
+        import logging
+
+        os.environ["KDBENCH_VERBOSE"] = "1"
+        logging.basicConfig(level=logging.INFO)

@@ -35,7 +35,9 @@ TINY_DISTILL: dict[str, object] = {
     "distill.teacher_epochs": 1,
     "distill.student_epochs": 1,
 }
-"""``distill`` overrides for a run of seconds: random-weight backbones, one epoch each."""
+"""``distill`` overrides for a run of seconds: random-weight backbones, one epoch each. The
+teacher is not the suite's default, so records go under a folder named by it: read them
+from ``report.outcomes[i].path``."""
 
 _ENV = {"HF_HUB_OFFLINE": "1", "KDBENCH_STRICT_PLUGINS": None, "KDBENCH_LOAD_PLUGINS": None}
 

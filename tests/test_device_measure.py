@@ -67,6 +67,30 @@ def test_int8_is_dynamic_quantization_of_linear_layers():
     assert weights_bytes(quantized) < weights_bytes(model) / 3
 
 
+def test_int8_coverage_of_a_cnn_is_null_with_the_reason_and_of_a_vit_per_layer():
+    if precision.support("int8", "cpu") is not None:
+        pytest.skip(precision.support("int8", "cpu"))
+    import timm
+
+    cnn = timm.create_model("resnet18", pretrained=False, num_classes=0).eval()
+    report = measure(cnn, torch.rand(64, 3, 32, 32), MeasureConfig(["fp32", "int8"], **QUICK))
+    coverage = report.statistics()["precisions"]["int8"]["quantisation"]
+    assert coverage["fraction"] is None and coverage["quantised_layers"] == 0
+    assert coverage["weighted_layers"] == 20  # 20 Conv2d layers, no Linear (num_classes=0)
+    assert "nothing was quantised" in coverage["reason"] and "Conv2d" in coverage["reason"]
+    assert {layer["type"] for layer in coverage["layers"]} == {"Conv2d"}
+    assert any(n.startswith("int8: nothing was quantised") for n in report.notes)
+    # a ViT: its Linear layers are quantised, the patch embedding (a Conv2d) is not
+    vit = build_vit("student").eval()
+    report = measure(vit, torch.rand(64, 3, 32, 32), MeasureConfig(["fp32", "int8"], **QUICK))
+    coverage = report.statistics()["precisions"]["int8"]["quantisation"]
+    layers = {layer["name"]: layer for layer in coverage["layers"]}
+    assert layers["model.patch_embed.proj"]["quantised"] is False
+    assert layers["model.blocks.0.attn.qkv"]["quantised"] is True
+    assert 0.9 < coverage["fraction"] < 1 and "reason" not in coverage
+    assert any("weighted layers" in n and "ran in fp32" in n for n in report.notes)
+
+
 def test_strict_fp32_turns_tf32_off_and_restores():
     """Checked the way a user's code reads the switches afterwards (the old getters)."""
     torch.backends.cuda.matmul.allow_tf32 = True

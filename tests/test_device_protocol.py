@@ -53,6 +53,13 @@ def _run(tmp_path, methods, overrides=None, registry=None):
     return report, unsupported
 
 
+def _machine(threads: int = 1) -> str:
+    """The fingerprint id of this machine, as device records are filed under."""
+    from kdbench.device.fingerprint import DeviceFingerprint
+
+    return DeviceFingerprint("cpu", threads).id
+
+
 @pytest.fixture
 def no_world_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("KDBENCH_WORLD_WEIGHTS", str(tmp_path / "no-weights"))
@@ -70,8 +77,11 @@ def test_teacher_and_student_rows_write_valid_records(no_world_weights, tmp_path
     reasons = {method: reason for _, method, reason in unsupported}
     assert "device measures architectures" in reasons["kd"] and "`student` row" in reasons["kd"]
     assert "distill" in reasons["scratch"]
-    teacher = load_record(tmp_path / "embedded/device/teacher-seed0.smoke.json")
-    student = load_record(tmp_path / "embedded/device/student-seed0.smoke.json")
+    # records are named by the fingerprint of the machine they were measured on
+    machine = _machine()
+    teacher = load_record(tmp_path / f"embedded/device/{machine}/teacher-seed0.smoke.json")
+    student = load_record(tmp_path / f"embedded/device/{machine}/student-seed0.smoke.json")
+    assert teacher.device_fingerprint["id"] == machine
     assert teacher.components["subject"].name == "shapes-teacher"
     assert student.components["subject"].name == "shapes-student"
     assert student.components["subject"].options["pretrained"] is False
@@ -114,7 +124,7 @@ def test_without_a_sensor_energy_is_null_with_the_reason(no_world_weights, tmp_p
         tmp_path, ["student"], {"device.sensor": "none", "device.precisions": ["fp32", "fp16"]}
     )
     assert not report.failed, [o.message for o in report.failed]
-    record = load_record(tmp_path / "embedded/device/student-seed0.smoke.json")
+    record = load_record(tmp_path / f"embedded/device/{_machine()}/student-seed0.smoke.json")
     m = {x.name: x for x in record.metrics}
     for name in ("energy_mj_per_image", "energy_dynamic_mj_per_image", "idle_power_w"):
         assert m[name].value is None and "sensor=none" in m[name].reason
@@ -182,3 +192,15 @@ def test_cli_measures_a_timm_architecture_without_downloading():
     assert (
         "timm:vit_tiny_patch16_224 at 32x32" in result.output and "random weights" in result.output
     )
+
+
+def test_open_clip_models_resolve_and_build_at_the_asked_size_with_random_weights():
+    pytest.importorskip("open_clip")
+    from kdbench.device.subject import load_backbone
+
+    registry = plugins.get_registry()
+    assert resolve_model(registry, "open_clip:ViT-B-32") == ("teachers", "open_clip:ViT-B-32")
+    options = {"pretrained": False}  # what `kdbench device` passes without --weights
+    spec = {"name": "open_clip:ViT-B-32", "options": options}
+    backbone, used, _ = load_backbone(registry, "teachers", spec, 64, True)
+    assert tuple(backbone.input_size) == (64, 64) and used["image_size"] == 64

@@ -331,10 +331,12 @@ def test_standard_suite_on_the_miniimagenet_fixture(tmp_path):
     }
     report = _run(tmp_path / "out", ["teacher", "kd"], suite="standard", overrides=overrides)
     assert not report.failed, [o.message for o in report.failed]
-    # a student other than the suite's default is part of the record's name
-    kd = load_record(
-        tmp_path / "out/standard/fewshot/kd@timm_vit_tiny_patch16_224-seed0.smoke.json"
-    )
+    # a student other than the suite's default is part of the record's name; the dataset
+    # (name and manifests) and the models (a teacher other than the default) its folders
+    [path] = (tmp_path / "out/standard/fewshot").glob("*/*/kd@timm_vit_tiny_patch16_224-seed0*")
+    assert path.parent.parent.name.startswith("miniimagenet-")
+    assert path.parent.name.startswith("vit_tiny_patch16_224-")
+    kd = load_record(path)
     assert kd.dataset.name == "miniimagenet" and kd.dataset.manifest_sha256
     assert kd.dataset.sizes == {"base": 35, "novel": 35}
     assert kd.metric("acc_5shot").n == 20 and kd.components["subject"].options["img_size"] == 32

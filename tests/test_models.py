@@ -38,8 +38,9 @@ def test_local_weights_load_through_the_timm_path(tmp_path):
 def test_missing_or_unreachable_weights_say_what_to_do(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
         timm_backbone("vit_tiny_patch16_224", weights=tmp_path / "missing.safetensors")
-    with pytest.raises(WeightsError, match="--weights PATH"):
-        timm_backbone("vit_tiny_patch16_224", **TINY)  # HF_HUB_OFFLINE=1 in tests
+    # HF_HUB_OFFLINE=1 in tests: no hub attempt, the option that passes a local file
+    with pytest.raises(WeightsError, match="--teacher timm:vit_tiny_patch16_224:weights=PATH"):
+        timm_backbone("vit_tiny_patch16_224", **TINY)
     bad = tmp_path / "bad.pt"
     torch.save({"x": torch.zeros(3)}, bad)
     with pytest.raises(WeightsError, match="could not be loaded"):
@@ -80,3 +81,34 @@ def test_adapters_choose_what_trains(name):
 def test_lora_refuses_targets_that_do_not_exist():
     with pytest.raises(ValueError, match="no linear layer"):
         LoRA(targets=("query",)).apply(build_vit("student"))
+
+
+def test_timm_info_lines_stay_out_of_a_root_handler_unless_verbose(tmp_path, monkeypatch):
+    """open_clip logs through the root logger, which gives it a handler; the INFO lines timm
+    raises while kdbench checks a checkpoint must not reach it (they did, in oneclass runs)."""
+    import logging
+
+    from safetensors.torch import save_file
+
+    b = timm_backbone("vit_tiny_patch16_224", pretrained=False, **TINY)
+    path = tmp_path / "w.safetensors"
+    save_file(b.model.state_dict(), str(path))
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    root = logging.getLogger()
+    handler = Keep(logging.NOTSET)
+    root.addHandler(handler)
+    try:
+        monkeypatch.delenv("KDBENCH_VERBOSE", raising=False)
+        timm_backbone("vit_tiny_patch16_224", weights=path, **TINY)
+        assert not [r for r in seen if r.name.startswith("timm")]
+        monkeypatch.setenv("KDBENCH_VERBOSE", "1")  # kdbench -v
+        timm_backbone("vit_tiny_patch16_224", weights=path, **TINY)
+        assert any(r.name.startswith("timm") and r.levelno == logging.INFO for r in seen)
+    finally:
+        root.removeHandler(handler)
+    assert logging.getLogger("timm.models._builder").propagate  # restored

@@ -30,6 +30,7 @@ from kdbench.segmentation import (
     stream_seed,
 )
 from kdbench.train import TrainConfig
+from kdbench.unit_place import PlanError
 from kdbench.world.source import shapes_scenes
 from tests.data.fixtures import make_coco, make_miniimagenet, make_voc, write_label_png
 
@@ -392,9 +393,12 @@ def test_standard_suite_on_a_voc_fixture_with_a_local_dinov2(tmp_path):
     overrides = _standard_overrides(tmp_path, voc)
     report = _run(tmp_path / "out", ["teacher", "supervised"], "standard", overrides)
     assert not report.failed, [o.message for o in report.failed]
-    teacher = load_record(tmp_path / "out/standard/segmentation/teacher-seed0.smoke.json")
-    out = tmp_path / "out/standard/segmentation"
-    supervised = load_record(out / "supervised@timm_vit_small_patch14_dinov2-seed0.smoke.json")
+    teacher_path, supervised_path = (o.path for o in report.outcomes)
+    assert supervised_path.name == "supervised@timm_vit_small_patch14_dinov2-seed0.smoke.json"
+    # the reference row reads only the scenes; the trained row also the base classes
+    assert teacher_path.parent.parent.name.startswith("voc-")
+    assert supervised_path.parent.parent.name.startswith("miniimagenet+voc-")
+    teacher, supervised = load_record(teacher_path), load_record(supervised_path)
     for record in (teacher, supervised):
         assert 0 <= record.metric("miou").value <= 100
         assert record.dataset.name == "voc" and record.dataset.manifest_sha256
@@ -412,7 +416,7 @@ def test_standard_suite_states_classes_the_pool_cannot_cover(tmp_path):
     voc = make_voc(tmp_path / "voc", classes=["background", "a", "b", "c", "d"])
     report = _run(tmp_path / "out", ["teacher"], "standard", _standard_overrides(tmp_path, voc))
     assert not report.failed, [o.message for o in report.failed]
-    record = load_record(tmp_path / "out/standard/segmentation/teacher-seed0.smoke.json")
+    record = load_record(report.outcomes[0].path)
     assert record.statistics["support"]["1shot"]["draw0"]["short"] == {"d": 0}
     assert any("class 'd' is shown by only 0 support image(s)" in n for n in record.notes)
 
@@ -430,6 +434,5 @@ def test_mask_values_out_of_range_name_the_file_and_values(tmp_path):
 
 
 def test_the_standard_suite_asks_for_the_dataset_folder(tmp_path):
-    report = _run(tmp_path, ["teacher"], "standard", {"segmentation.base.teacher.options": {}})
-    [failed] = report.failed
-    assert "--set segmentation.data.root=PATH" in failed.message
+    with pytest.raises(PlanError, match=r"--set segmentation\.data\.root=PATH"):
+        _run(tmp_path, ["teacher"], "standard", {"segmentation.base.teacher.options": {}})

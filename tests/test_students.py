@@ -150,7 +150,9 @@ def test_every_zoo_student_runs_every_protocol(world_weights, tmp_path, student)
         assert record.components["student"].name == student
         head = next(m for m in record.metrics if m.headline)
         assert head.value is not None, (protocol, head)
-    device = load_record(tmp_path / f"embedded/device/student@{student}-seed0.smoke.json")
+    [outcome] = [o for o in report.outcomes if o.unit.protocol.name == "device"]
+    device = load_record(outcome.path)
+    assert outcome.path.parent.name == device.device_fingerprint["id"]
     assert device.components["subject"].name == student
 
 

@@ -124,9 +124,11 @@ def test_a_plugin_adapter_runs_in_distill_and_segmentation(world_weights, tmp_pa
         ]
         report = runner.run_units(chosen, registry=registry, out=tmp_path, progress=False)
     assert not report.failed, [o.message for o in report.failed]
-    record = load_record(tmp_path / "embedded/distill/kd-probe-twice-seed0.smoke.json")
+    paths = {o.unit.protocol.name: o.path for o in report.outcomes}
+    assert paths["distill"].parent.name.startswith("shapes-teacher-")  # random weights
+    record = load_record(paths["distill"])
     adapter = record.components["teacher_adapter"]
     assert (adapter.name, adapter.distribution) == ("probe-twice", "tests")
     assert record.metric("teacher_top1").value is not None
-    seg = load_record(tmp_path / "embedded/segmentation/kd-probe-twice-seed0.smoke.json")
+    seg = load_record(paths["segmentation"])
     assert seg.metric("miou_probe-twice").value is not None

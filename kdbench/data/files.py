@@ -42,11 +42,15 @@ class FileSource(DataSource):
             )
         return str(root)
 
+    def _split(self, root: str, split: str, section: dict[str, Any]) -> Any:
+        """The loader's ``split`` under ``root``, with the section's loader ``options``."""
+        return self.loader(root, split, **(section.get("options") or {}))
+
     def _identity(self, split: Any, **sizes: int) -> DatasetIdentity:
         return DatasetIdentity(name=self.name, manifest_sha256=split.manifest_sha256, sizes=sizes)
 
     def base_classes(self, section: dict[str, Any], progress: Progress | None) -> BaseData:
-        split = self.loader(self._root(section), section["split"])
+        split = self._split(self._root(section), section["split"], section)
         size, resize = section["image_size"], section["resize"]
         return BaseData(
             lambda: split.load_all(size, resize, progress)[0],
@@ -61,7 +65,7 @@ class FileSource(DataSource):
     ) -> BaseData:
         """The first ``max_per_class`` images of every class, named by ``names_file``."""
         root = self._root(section, "labelled base images: an image folder, root/<split>/<class>/*")
-        split = self.loader(root, section["split"])
+        split = self._split(root, section["split"], section)
         names = list(split.classes)
         if section.get("names_file"):
             from kdbench.data.layout import read_mapping
@@ -95,7 +99,8 @@ class FileSource(DataSource):
                 f"set the {self.name} folder: --set {prefix}.base.root=PATH (and "
                 f"{self.key}.root=PATH if the novel classes live elsewhere)"
             )
-        split = self.loader(root, novel["split"])
+        own = novel.get("root") or novel.get("dataset") != base.get("dataset")
+        split = self._split(root, novel["split"], novel if own else {**base, **novel})
         return NovelData(
             lambda: split.load_all(novel["image_size"], novel["resize"], progress),
             np.asarray(split.labels, dtype=np.int64),
@@ -111,7 +116,7 @@ class FileSource(DataSource):
         size, resize = section["image_size"], section["resize"]
         loaded = {}
         for role in ("train", "test"):
-            split = self.loader(root, section[f"{role}_split"])
+            split = self._split(root, section[f"{role}_split"], section)
             loaded[role] = (split, *split.load_all(size, resize, progress))
         train_split, train_images, train_labels = loaded["train"]
         test_split, test_images, test_labels = loaded["test"]
@@ -139,7 +144,8 @@ class FileSource(DataSource):
     def pool(
         self, section: dict[str, Any], progress: Progress | None, cache_root: Path | None
     ) -> Pool:
-        split = self.loader(self._root(section, "layouts: docs/datasets.md"), section["split"])
+        root = self._root(section, "layouts: docs/datasets.md")
+        split = self._split(root, section["split"], section)
         return dataset_pool(
             self.name, split, image_size=section["image_size"], resize=section["resize"]
         )
@@ -149,8 +155,8 @@ class FileSource(DataSource):
         root = self._root(data, "see docs/datasets.md for the layout")
         return dataset_scenes(
             self.name,
-            self.loader(root, data["support_split"]),
-            self.loader(root, data["eval_split"]),
+            self._split(root, data["support_split"], data),
+            self._split(root, data["eval_split"], data),
             image_size=config["image_size"],
             label_size=data["label_size"],
             eval_limit=data.get("eval_limit"),

@@ -19,8 +19,9 @@ def register(app: typer.Typer, name: str) -> None:
     def device_command(
         model: str = typer.Argument(
             ...,
-            help="A registered teacher or student (shapes-student) or a timm architecture "
-            "(timm:vit_small_patch14_dinov2.lvd142m, mobilevit_xs).",
+            help="A registered teacher or student (shapes-student), a timm architecture "
+            "(timm:vit_small_patch14_dinov2.lvd142m, mobilevit_xs) or an open_clip model "
+            "(open_clip:ViT-B-32).",
         ),
         img_size: int | None = typer.Option(
             None, "--img-size", help="Input size (default: the model's)."

@@ -22,7 +22,15 @@ from kdbench.device.figures import SPECS
 from kdbench.device.fingerprint import DeviceFingerprint, default_threads
 from kdbench.device.flops import FlopCount, count_flops, count_params
 from kdbench.device.memory import MemoryReading, peak_memory
-from kdbench.device.precision import PRECISIONS, prepare, quiet_quantization, strict_fp32, suffix
+from kdbench.device.precision import (
+    PRECISIONS,
+    coverage_note,
+    prepare,
+    quantisation_coverage,
+    quiet_quantization,
+    strict_fp32,
+    suffix,
+)
 from kdbench.device.precision import support as precision_support
 from kdbench.device.sensors import EnergySensor, SensorChoice
 from kdbench.device.subject import image_pool
@@ -83,6 +91,9 @@ class PrecisionResult:
     latency: Window | None = None
     throughput: Window | None = None
     memory: MemoryReading | None = None
+    coverage: dict[str, Any] | None = None
+    """int8 only: which layers were quantised
+    (:func:`~kdbench.device.precision.quantisation_coverage`)."""
 
 
 @dataclass
@@ -197,8 +208,9 @@ class DeviceReport:
         """Sufficient statistics: latency quantiles, window sizes, energy readings."""
         per_precision: dict[str, Any] = {}
         for precision, result in self.results.items():
+            coverage = {} if result.coverage is None else {"quantisation": result.coverage}
             if result.reason is not None or result.latency is None or result.throughput is None:
-                per_precision[precision] = {"reason": result.reason}
+                per_precision[precision] = {"reason": result.reason, **coverage}
                 continue
             lat, thr = result.latency, result.throughput
             per_precision[precision] = {
@@ -223,6 +235,7 @@ class DeviceReport:
                     "activation_bytes": result.memory.activation_bytes,
                     "method": result.memory.method,
                 },
+                **coverage,
             }
         return {
             "device": self.device,
@@ -275,6 +288,7 @@ def _measure_precision(
     run_on = "cpu" if precision == "int8" else device
     sync = synchroniser(run_on)
     prepared, dtype = prepare(model, precision, run_on)
+    coverage = quantisation_coverage(model, prepared) if precision == "int8" else None
     inputs = [pool[i : i + 1].to(device=run_on, dtype=dtype).contiguous() for i in range(len(pool))]
     batch = _batch(pool, config.batch_size).to(device=run_on, dtype=dtype).contiguous()
     window = config.tier.min_seconds
@@ -295,7 +309,7 @@ def _measure_precision(
         sync=sync,
         sensor=sensor,
     )
-    return PrecisionResult(precision, None, latency, throughput, memory)
+    return PrecisionResult(precision, None, latency, throughput, memory, coverage)
 
 
 def measure(
@@ -350,6 +364,10 @@ def measure(
                     reason = f"failed on {device}: {type(error).__name__}: {error}"
                     results[precision] = PrecisionResult(precision, reason=reason)
                     notes.append(f"{precision}: {reason}")
+                coverage = results[precision].coverage
+                note = coverage_note(coverage) if coverage is not None else None
+                if note is not None:
+                    notes.append(note)
         finally:
             if sensor is not None:
                 sensor.stop()

@@ -125,6 +125,64 @@ def prepare(model: nn.Module, precision: str, device: str) -> tuple[nn.Module, t
     return quantized, torch.float32
 
 
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Embedding)
+"""Layer types whose weights count towards quantisation coverage."""
+
+
+def quantisation_coverage(model: nn.Module, quantized: nn.Module) -> dict[str, object]:
+    """Which weighted layers of ``model`` the int8 copy ``quantized`` quantised: per layer
+    (name, type, parameters, quantised or not) and in total. ``fraction`` (of the weighted
+    layers' parameters) is null with a ``reason`` when nothing was quantised, so an "int8"
+    figure of a model that stayed fp32 is never read as an int8 one."""
+    after = dict(quantized.named_modules())
+    layers = []
+    for name, module in model.named_modules():
+        if not isinstance(module, WEIGHTED):
+            continue
+        twin = after.get(name)
+        done = twin is not None and type(twin).__module__.startswith(
+            ("torch.ao.nn.quantized", "torch.nn.quantized")
+        )
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        layers.append(
+            {"name": name, "type": type(module).__name__, "params": params, "quantised": done}
+        )
+    total = sum(layer["params"] for layer in layers)
+    done_params = sum(layer["params"] for layer in layers if layer["quantised"])
+    done_layers = sum(bool(layer["quantised"]) for layer in layers)
+    summary: dict[str, object] = {
+        "scheme": "dynamic int8 (torch.ao quantize_dynamic, nn.Linear)",
+        "quantised_layers": done_layers,
+        "weighted_layers": len(layers),
+        "quantised_params": done_params,
+        "weighted_params": total,
+        "fraction": round(done_params / total, 6) if total and done_params else None,
+        "layers": layers,
+    }
+    if not done_params:
+        kinds = sorted({str(layer["type"]) for layer in layers})
+        summary["reason"] = (
+            "nothing was quantised: dynamic int8 quantisation covers nn.Linear layers only, "
+            f"and this model's weighted layers are {', '.join(kinds) or 'none'}; its int8 "
+            "figures are fp32 arithmetic"
+        )
+    return summary
+
+
+def coverage_note(coverage: dict[str, object]) -> str | None:
+    """A record note when int8 quantised less than every weighted layer."""
+    if coverage.get("reason"):
+        return f"int8: {coverage['reason']}"
+    fraction = coverage.get("fraction")
+    if isinstance(fraction, float) and fraction < 1:
+        return (
+            f"int8: {coverage['quantised_layers']} of {coverage['weighted_layers']} weighted "
+            f"layers ({100 * fraction:.1f}% of their parameters) were quantised; the rest "
+            "ran in fp32"
+        )
+    return None
+
+
 def _fp32_knobs() -> list[object]:
     """The backends with an ``fp32_precision`` setting (PyTorch 2.9 and newer)."""
     b = torch.backends

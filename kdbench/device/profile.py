@@ -43,6 +43,10 @@ def resolve_model(registry: Registry, name: str) -> tuple[str, str]:
     for kind in ("students", "teachers"):
         if name in registry.names(kind):
             return kind, name
+    prefix = name.partition(":")[0]
+    for kind in ("students", "teachers"):  # a family such as open_clip:* (any model of it)
+        if f"{prefix}:*" in registry.names(kind) and prefix != "timm":
+            return kind, name
     import timm
 
     member = name.removeprefix("timm:")
@@ -75,8 +79,8 @@ def profile_model(
 ) -> Profile:
     """Measure ``name`` as the device protocol does (its embedded tier, or smoke).
 
-    timm architectures are built with random weights unless ``weights`` names a file:
-    weight values do not change the cost, and nothing is downloaded.
+    timm and open_clip architectures are built with random weights unless ``weights``
+    names a file: weight values do not change the cost, and nothing is downloaded.
     """
     kind, registered = resolve_model(registry, name)
     config = default_device_config("embedded", smoke)
@@ -87,7 +91,7 @@ def profile_model(
     options: dict[str, Any] = {}
     if weights is not None:
         options["weights"] = str(weights)
-    elif registered.startswith("timm:"):
+    elif registered.startswith(("timm:", "open_clip:")):
         options["pretrained"] = False
     backbone, options, notes = load_backbone(
         registry, kind, {"name": registered, "options": options}, img_size, True

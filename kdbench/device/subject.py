@@ -32,6 +32,18 @@ def image_pool(count: int, seed: int, size: tuple[int, int]) -> torch.Tensor:
     return images.contiguous()
 
 
+def _size_option(factory: Any) -> str:
+    """The keyword a factory takes its input size by: ``img_size`` (timm, Shapes) or
+    ``image_size`` (open_clip)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return "img_size"
+    return "image_size" if "image_size" in params and "img_size" not in params else "img_size"
+
+
 def load_backbone(
     registry: Registry,
     kind: str,
@@ -47,9 +59,9 @@ def load_backbone(
     """
     component = registry.get(kind, spec["name"])
     options = dict(spec.get("options", {}))
-    if img_size is not None:
-        options["img_size"] = int(img_size)
     factory = component.load()
+    if img_size is not None:
+        options[_size_option(factory)] = int(img_size)
     notes: list[str] = []
     try:
         backbone = factory(**options)

@@ -19,6 +19,7 @@ from kdbench.errors import ConfigError
 from kdbench.executors.batch import DEFAULT_RETRIES, Batch
 from kdbench.registry import Registry
 from kdbench.runner import ResumeMode, RunReport, Unit
+from kdbench.unit_place import place_units
 
 DEFAULT_EXECUTOR = "inline"
 
@@ -101,6 +102,10 @@ def execute(
         raise ConfigError("--retries must be 0 or more")
     factory = registry.get("executors", executor).load()
     instance = factory(**executor_options(executor, factory, options or {}))
+    # Each unit's place (its data and models; the machine is added where the unit runs, by
+    # run_units), so that finished units are found before anything is submitted and every
+    # dataset and weights file is checked once, here.
+    units = place_units(list(units), registry, None)
     batch = Batch(
         units=list(units),
         registry=registry,

@@ -1,7 +1,8 @@
 """Leaderboard tables: ranked records aggregated over seeds with pandas.
 
-One table per (suite, protocol, protocol version) and, for the device protocol, per device
-fingerprint, so versions, suites and devices are never mixed. One row per (method, method
+One table per (suite, protocol, protocol version, dataset, teacher) and, for the device
+protocol, per device fingerprint, so versions, suites, datasets, teachers and devices are
+never mixed. One row per (method, method
 version, student): the same method with two students is two rows. Each metric is the mean
 over seeds, with a 95% CI across the seeds (Student's t, n-1) when there are two or more
 (:func:`kdbench.metrics.stats.mean_ci95`). A one-seed cell has no interval: the record's own
@@ -26,6 +27,7 @@ import pandas as pd
 
 from kdbench.leaderboard.acceptance import MIN_SEEDS, self_reported
 from kdbench.leaderboard.baselines import Delta, attach_deltas
+from kdbench.leaderboard.datasets import dataset_key, dataset_label, teacher_key, teacher_label
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.intake import RecordFile
 from kdbench.leaderboard.students import row_label, row_student
@@ -33,7 +35,7 @@ from kdbench.metrics.stats import critical_value
 from kdbench.results import Record
 
 #: Columns that identify a table.
-TABLE_KEYS = ("suite", "protocol", "version", "device")
+TABLE_KEYS = ("suite", "protocol", "version", "dataset", "teacher", "device")
 #: Columns that identify a row within a table (``student`` as :func:`student_key` writes it).
 ROW_KEYS = (*TABLE_KEYS, "method", "method_version", "student")
 
@@ -120,7 +122,8 @@ class Row:
 
 @dataclass
 class Table:
-    """One leaderboard table: a suite, a protocol version and, for device records, a device."""
+    """One leaderboard table: a suite, a protocol version, a dataset, a teacher and, for
+    device records, a device."""
 
     suite: str
     protocol: str
@@ -130,6 +133,18 @@ class Table:
     rows: list[Row]
     sort_metric: str | None
     config_hashes: list[str] = field(default_factory=list)
+    dataset: str = ""
+    """The records' :func:`~kdbench.leaderboard.datasets.dataset_key`."""
+    teacher: str = ""
+    """The records' :func:`~kdbench.leaderboard.datasets.teacher_key`."""
+
+    @property
+    def dataset_label(self) -> str:
+        return dataset_label(self.dataset) if self.dataset else ""
+
+    @property
+    def teacher_label(self) -> str:
+        return teacher_label(self.teacher)
 
     @property
     def key(self) -> str:
@@ -146,6 +161,18 @@ class Table:
     @property
     def leaders(self) -> list[Row]:
         return [r for r in self.rows if r.rank == 1]
+
+
+def table_key(record: Record) -> tuple[object, ...]:
+    """The :data:`TABLE_KEYS` of ``record``'s table."""
+    return (
+        record.suite,
+        record.protocol.name,
+        record.protocol.version,
+        dataset_key(record),
+        teacher_key(record),
+        table_device(record),
+    )
 
 
 def table_device(record: Record) -> str:
@@ -176,10 +203,7 @@ def metric_frame(files: Sequence[RecordFile]) -> pd.DataFrame:
         record = file.record
         assert record is not None
         keys = (
-            record.suite,
-            record.protocol.name,
-            record.protocol.version,
-            table_device(record),
+            *table_key(record),
             record.method.name,
             record.method.version,
             student_key(row_student(record)),
@@ -343,26 +367,20 @@ def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> lis
     for file in files:
         record = file.record
         assert record is not None
-        table_key = (
-            record.suite,
-            record.protocol.name,
-            record.protocol.version,
-            table_device(record),
-        )
         row_key = (record.method.name, record.method.version, student_key(row_student(record)))
-        grouped.setdefault(table_key, {}).setdefault(row_key, []).append(file)
+        grouped.setdefault(table_key(record), {}).setdefault(row_key, []).append(file)
 
     tables = []
-    for table_key in sorted(grouped):
-        suite, protocol, version, device = table_key
-        part = table_frames.get(table_key)
+    for key in sorted(grouped):
+        suite, protocol, version, dataset, teacher, device = key
+        part = table_frames.get(key)
         columns, sort_metric = _columns(part) if part is not None else ([], None)
         rows = []
-        for (method, method_version, student), row_files in sorted(grouped[table_key].items()):
+        for (method, method_version, student), row_files in sorted(grouped[key].items()):
             records = [f.record for f in row_files if f.record is not None]
             row_cells = {}
             for column in columns:
-                cell = cells.get((*table_key, method, method_version, student, column.name))
+                cell = cells.get((*key, method, method_version, student, column.name))
                 if cell is not None:
                     row_cells[column.name] = cell
             runs = sorted(
@@ -388,7 +406,7 @@ def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> lis
         sort_hib = next((c.higher_is_better for c in columns if c.name == sort_metric), True)
         hashes = {
             f.record.protocol.config_hash
-            for row_files in grouped[table_key].values()
+            for row_files in grouped[key].values()
             for f in row_files
             if f.record is not None
         }
@@ -402,6 +420,8 @@ def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> lis
                 rows=rank_rows(rows, sort_metric, sort_hib, min_seeds),
                 sort_metric=sort_metric,
                 config_hashes=sorted(hashes),
+                dataset=str(dataset),
+                teacher=str(teacher),
             )
         )
     return tables

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdbench.errors import RecordError
+from kdbench.leaderboard.datasets import dataset_key, teacher_key
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.links import SitePages
 from kdbench.leaderboard.students import row_student
@@ -26,6 +27,7 @@ REASONS: dict[str, str] = {
     "superseded": "from a superseded protocol version",
     "newer-protocol": "from a protocol version newer than the installed one",
     "no-device": "device record without a device fingerprint",
+    "weights": "its foundation model is not the suite's declared pretrained weights",
     "duplicate": "another record of the same unit is used",
 }
 
@@ -160,7 +162,8 @@ def current_versions(records: Iterable[Record], registered: Mapping[str, int]) -
 
 def unit_key(record: Record) -> tuple[object, ...]:
     """What makes two records runs of the same unit (the newer one is used): the same
-    method with another student is another unit."""
+    method with another student, on another dataset (name and manifest), from another
+    teacher or on another device is another unit."""
     device = ""
     if record.protocol.name == DEVICE_PROTOCOL and record.device_fingerprint is not None:
         device = fingerprint_id(record.device_fingerprint)
@@ -168,6 +171,8 @@ def unit_key(record: Record) -> tuple[object, ...]:
         record.suite,
         record.protocol.name,
         record.protocol.version,
+        dataset_key(record),
+        teacher_key(record),
         device,
         record.method.name,
         record.method.version,
@@ -195,6 +200,33 @@ def _screen_one(file: RecordFile, versions: Mapping[str, int]) -> tuple[str, str
         )
     if name == DEVICE_PROTOCOL and record.device_fingerprint is None:
         return "no-device", "latency and energy need the device they were measured on"
+    if name != DEVICE_PROTOCOL:  # cost does not depend on weights; every score does
+        wrong = foreign_weights(record)
+        if wrong is not None:
+            return "weights", wrong
+    return None
+
+
+def foreign_weights(record: Record) -> str | None:
+    """Why ``record``'s teacher (its foundation model) is not the suite's declared
+    pretrained weights, if it is not: random weights, or a sha256 other than the one the
+    suite declares."""
+    from kdbench.models.weights_identity import declared_weights
+
+    teacher = record.components.get("teacher")
+    if teacher is None:
+        return None
+    weights = teacher.weights
+    if (weights is not None and weights.source == "random") or teacher.options.get(
+        "pretrained"
+    ) is False:
+        return f"teacher {teacher.name} ran with random weights (pretrained: false)"
+    declared = declared_weights(record.suite, teacher.name)
+    if declared and weights is not None and weights.sha256 and weights.sha256 != declared:
+        return (
+            f"teacher {teacher.name} ran with weights sha256 {weights.sha256[:12]}, not the "
+            f"{record.suite} suite's {declared[:12]}"
+        )
     return None
 
 

@@ -9,6 +9,7 @@ with every text escaped. Pages are yielded as ``(site path, bytes)`` in a fixed 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,9 @@ class TableView:
     anchor: str
     device_summary: str | None
     fronts: list[Front] = field(default_factory=list)
+    variant: str | None = None
+    """``dataset · teacher`` when the suite's protocol has tables on several datasets or
+    teachers (the heading and the overview then say which table this is)."""
     budgets: list[BudgetView] = field(default_factory=list)
     metrics: dict[str, MetricInfo] = field(default_factory=dict)
     """What each metric column means (description, unit, direction)."""
@@ -332,14 +336,28 @@ class SiteRenderer:
             if record is not None and record.device_fingerprint is not None:
                 identity = fingerprint_id(record.device_fingerprint)
                 summaries.setdefault(identity, fingerprint_summary(record.device_fingerprint))
+        variants: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for table in self.tables:
+            variants.setdefault((table.suite, table.protocol), set()).add(
+                (table.dataset, table.teacher)
+            )
         views = []
         for table in self.tables:
+            several = len(variants[(table.suite, table.protocol)]) > 1
+            variant = (
+                " · ".join(x for x in (table.dataset_label, table.teacher_label) if x)
+                if several
+                else None
+            )
             fronts_page = self.pages.fronts(table.suite, table.protocol)
             href_of = {
                 row.method: relative(fronts_page, self.pages.method(row.method))
                 for row in table.rows
             }
             device = f"-{short_id(table.device)}" if table.device else ""
+            if several:  # one anchor per dataset and teacher, kept short and stable
+                digest = hashlib.sha256(f"{table.dataset}\n{table.teacher}".encode()).hexdigest()
+                device = f"-{table.dataset.split(':')[0].split('@')[0]}-{digest[:8]}{device}"
             metrics = {
                 c.name: self.catalog.metric(table.protocol, c.name, c.unit, c.higher_is_better)
                 for c in table.columns
@@ -350,6 +368,7 @@ class SiteRenderer:
                     table=table,
                     anchor=anchor(f"{table.protocol}-v{table.version}{device}"),
                     device_summary=summaries.get(table.device) if table.device else None,
+                    variant=variant,
                     fronts=table_fronts(table, self.costs, href_of),
                     budgets=table_budgets(table, self.costs),
                     metrics=metrics,

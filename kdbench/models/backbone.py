@@ -282,13 +282,18 @@ def timm_backbone(
                 f"are missing from it ({shown}); is it a checkpoint of this architecture?"
             )
     elif pretrained:
+        from kdbench.models.hub import require_timm_weights
+
+        require_timm_weights(model_name)  # offline without them: fail now, with the command
         try:
             model = _create(model_name, pretrained=True, **extra)
         except Exception as error:  # hub unreachable, gated, or no pretrained tag
             raise WeightsError(
                 f"could not get pretrained weights for timm:{model_name} ({error}). "
-                "Offline? Pass a local file with --weights PATH (safetensors or a "
-                "weights-only torch checkpoint), or use the embedded suite."
+                f"Offline? Pass a local file: add --teacher timm:{model_name}:weights=PATH (or "
+                f"--student timm:{model_name}:weights=PATH) to the kdbench run command (a "
+                "safetensors file or a weights-only torch checkpoint), or use the embedded "
+                "suite."
             ) from None
     else:
         model = _create(model_name, pretrained=False, **extra)
@@ -318,15 +323,21 @@ def _missing_keys_reported() -> Iterator[list[str]]:
                 keys = text[len("Missing keys (") : text.index(")")].split(", ")
                 missing.extend(k for k in keys if not k.startswith(head))
 
+    from kdbench.runtime import verbose
+
     logger = logging.getLogger("timm.models._builder")
-    handler, level = Catch(logging.INFO), logger.level
+    handler, level, propagate = Catch(logging.INFO), logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # the INFO lines raised here for the catch stay out of the log (and of any handler a
+    # library such as open_clip put on the root logger) unless kdbench runs with -v
+    logger.propagate = propagate and verbose()
     try:
         yield missing
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _create(model_name: str, **kwargs: Any) -> nn.Module:

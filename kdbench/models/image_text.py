@@ -229,6 +229,10 @@ def open_clip_model(
             f"open_clip checkpoint {source} does not exist; pass a file saved with "
             f"torch.save(model.state_dict(), path) or safetensors for {model_name}"
         )
+    if source is not None and not looks_like_file:
+        from kdbench.models.hub import require_open_clip_weights
+
+        require_open_clip_weights(model_name, source)  # offline, not cached: fail now
     try:
         model, _, transform = open_clip.create_model_and_transforms(
             model_name,
@@ -242,8 +246,8 @@ def open_clip_model(
             raise ValueError(f"open_clip has no model {model_name!r}: {text}") from None
         raise WeightsError(
             f"could not get open_clip weights {source!r} for {model_name} ({text}). Offline? "
-            "Download them once, or pass a local checkpoint: "
-            "--set oneclass.teacher.options.pretrained=/path/to/open_clip_pytorch_model.bin"
+            "Download them once, or pass a local checkpoint: add --teacher "
+            f"open_clip:{model_name}:pretrained=PATH to the kdbench run command"
         ) from None
     visual = model.visual
     size = getattr(visual, "image_size", None) or (224, 224)

@@ -92,6 +92,31 @@ class Protocol(ABC):
     (latency, energy): ``slurm`` then asks for an exclusive node, and an executor that runs
     units side by side refuses it unless told otherwise."""
 
+    teacher_key: ClassVar[str | None] = None
+    """The dotted config key of the teacher (``{name, options}``), which ``kdbench run
+    --teacher`` sets; ``None`` if the protocol has no teacher."""
+
+    def data_sections(self, config: dict[str, Any], subject: Subject) -> dict[str, dict[str, Any]]:
+        """The config sections naming a dataset (``{"dataset", "root", ...}``) that a unit
+        scoring ``subject`` reads, by dotted key (without the protocol's name): every one
+        by default. A unit's record path and the checks before a run start come from these."""
+        from kdbench.unit_place import dataset_sections
+
+        return dataset_sections(config)
+
+    def machine(self, config: dict[str, Any], device: str) -> str | None:
+        """The machine a unit's figures are tied to (a device fingerprint id), when they
+        depend on it; its record then lives in a folder of that name. ``None`` by default."""
+        return None
+
+    def with_teacher(self, config: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+        """``config`` with its teacher replaced by ``spec`` (``{name, options}``)."""
+        if self.teacher_key is None:
+            return config
+        from kdbench.unit_place import with_spec
+
+        return with_spec(config, self.teacher_key, spec)
+
     def student_of(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """The student spec in ``config`` (at :attr:`student_key`), if the protocol has one."""
         if self.student_key is None:
@@ -101,18 +126,23 @@ class Protocol(ABC):
             node = node[part]
         return node
 
-    def with_student(self, config: dict[str, Any], name: str) -> dict[str, Any]:
-        """``config`` with its student replaced by the registered student ``name`` (default
-        options); unchanged (the same object) when ``name`` is already the student."""
+    def with_student(
+        self, config: dict[str, Any], name: str, options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``config`` with its student replaced by the registered student ``name`` (with
+        ``options``, added to the config's own when ``name`` is already the student);
+        unchanged (the same object) when ``name`` is already the student and no options
+        are given."""
         spec = self.student_of(config)
-        if spec is None or spec["name"] == name:
+        if spec is None or (spec["name"] == name and not options):
             return config
         config = copy.deepcopy(config)
         *parents, last = (self.student_key or "").split(".")
         node = config
         for part in parents:
             node = node[part]
-        node[last] = {"name": name, "options": {}}
+        base = dict(spec["options"]) if spec["name"] == name else {}
+        node[last] = {"name": name, "options": {**base, **(options or {})}}
         return config
 
     @abstractmethod
@@ -218,12 +248,23 @@ def apply_override(
     parts = key.split(".")
     node = config
     for i, part in enumerate(parts):
+        free = "options" in parts[:i]  # a factory's or loader's keyword options: any key
+        opens = part == "options" and isinstance(node, dict) and "dataset" in node
+        if isinstance(node, dict) and part not in node and (free or opens):
+            node[part] = value if i == len(parts) - 1 else {}
         if not isinstance(node, dict) or part not in node:
             known = ", ".join(sorted(node)) if isinstance(node, dict) else "(not a section)"
             named = ".".join([prefix, *parts[: i + 1]] if prefix else parts[: i + 1])
-            raise ConfigError(f"{where}: no config key {named!r}; keys here: {known}")
+            hint = ""
+            if isinstance(node, dict) and "dataset" in node:
+                section = ".".join([prefix, *parts[:i]] if prefix else parts[:i])
+                hint = (
+                    f"; options of the {node['dataset']} loader go under {section}.options, "
+                    f"e.g. --set {section}.options.{part}=VALUE"
+                )
+            raise ConfigError(f"{where}: no config key {named!r}; keys here: {known}{hint}")
         if i == len(parts) - 1:
-            node[part] = value
+            node[part] = copy.deepcopy(value)  # a value shared by protocols stays theirs
         else:
             node = node[part]
 
@@ -234,7 +275,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=5")
+            raise ConfigError(
+                f"--set {item!r}: expected PROTOCOL.KEY=VALUE, e.g. --set distill.student_epochs=5"
+            )
         try:
             out[key.strip()] = json.loads(raw)
         except ValueError:

@@ -44,6 +44,7 @@ def _digest(tensor: torch.Tensor) -> str:
 class Device(Protocol):
     name = "device"
     student_key = "student"
+    teacher_key = "teacher"
     version = 1
     exclusive_machine = True
     config_models = device_config.MODELS
@@ -70,6 +71,13 @@ given); kdbench never estimates it.
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
         return default_device_config(suite, smoke)
+
+    def machine(self, config: dict[str, Any], device: str) -> str | None:
+        """The fingerprint id of ``device`` with the config's threads: records of two
+        machines (or two software stacks) live in two folders."""
+        from kdbench.device.fingerprint import DeviceFingerprint, default_threads
+
+        return DeviceFingerprint(device, int(config.get("threads") or default_threads())).id
 
     def _check(self, config: dict[str, Any], smoke: bool) -> None:
         config["precisions"] = parse_precisions(config["precisions"])

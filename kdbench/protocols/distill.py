@@ -107,6 +107,7 @@ def teacher_lr(rates: dict[str, float], mode: str, frozen: bool) -> float:
 class Distill(Protocol):
     name = "distill"
     student_key = "student"
+    teacher_key = "teacher"
     version = 1
     config_models = distill_config.MODELS
     description = "Task-specific distillation: adapted teacher -> student on a downstream task."

@@ -48,6 +48,7 @@ from kdbench.protocols.base_training import (
 )
 from kdbench.protocols.configs import fewshot as fewshot_config
 from kdbench.registry import Component, Registry
+from kdbench.subjects import Subject
 from kdbench.train import predict
 
 SHOTS = (1, 5)
@@ -75,6 +76,7 @@ def novel_features(
 class FewShot(Protocol):
     name = "fewshot"
     student_key = "base.student"
+    teacher_key = "base.teacher"
     version = 1
     config_models = fewshot_config.MODELS
     description = "1-shot and 5-shot NCM on novel classes from a student distilled on base classes."
@@ -156,6 +158,21 @@ budget.
             },
             **common,
         }
+
+    def data_sections(self, config: dict[str, Any], subject: Subject) -> dict[str, dict[str, Any]]:
+        """The base and novel sections; the novel one reads the base folder (and its loader
+        options) when it names the same dataset and no folder of its own."""
+        sections = super().data_sections(config, subject)
+        novel, base = sections.get("novel"), sections.get("base")
+        if novel is not None and base is not None and novel.get("dataset") == base.get("dataset"):
+            novel = dict(novel)
+            if not novel.get("root"):
+                novel["root"] = base.get("root")
+                novel.setdefault("options", base.get("options") or {})
+            sections["novel"] = novel
+            if not novel["root"]:  # it follows the base folder: one problem, said once
+                del sections["novel"]
+        return sections
 
     def supports(
         self, method: Component, registry: Registry | None = None, student: str | None = None

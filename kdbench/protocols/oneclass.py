@@ -83,6 +83,7 @@ def _per_distance_specs() -> tuple[MetricSpec, ...]:
 class OneClass(Protocol):
     name = "oneclass"
     student_key = "student"
+    teacher_key = "teacher"
     version = 1
     config_models = oneclass_config.MODELS
     description = "Zero-shot one-class classification with confusers, per taxonomy distance."
@@ -201,6 +202,16 @@ pretrained student mapped into the joint space by a ridge regression, without di
                 "ridge": 1e-3,
             },
         }
+
+    def data_sections(
+        self, config: dict[str, Any], subject: subjects.Subject
+    ) -> dict[str, dict[str, Any]]:
+        """The image pool, and the student stage's images for rows that train or map the
+        student (the teacher row reads only the pool)."""
+        sections = super().data_sections(config, subject)
+        if subject is subjects.Subject.TEACHER:
+            sections.pop("student_stage", None)
+        return sections
 
     def supports(
         self, method: Component, registry: Registry | None = None, student: str | None = None

@@ -146,6 +146,7 @@ METRICS = (
 class Segmentation(Protocol):
     name = "segmentation"
     student_key = "base.student"
+    teacher_key = "base.teacher"
     version = 1
     config_models = segmentation_config.MODELS
     description = "Few-shot semantic segmentation: a head on k images per class, mIoU."
@@ -169,6 +170,14 @@ allows, so it is not the bar for a method.
     unsupported = BASE_UNSUPPORTED
     metrics = METRICS
     metric_families = (ADAPTER_MIOU,)
+
+    def data_sections(self, config: dict[str, Any], subject: Subject) -> dict[str, dict[str, Any]]:
+        """The scenes, and the base classes for rows that train a student on them (the
+        reference rows score the pretrained models as they are)."""
+        sections = super().data_sections(config, subject)
+        if subject in (Subject.TEACHER, Subject.STUDENT):
+            sections.pop("base", None)
+        return sections
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
         common: dict[str, Any] = {

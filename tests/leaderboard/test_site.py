@@ -329,3 +329,26 @@ def test_a_site_inside_its_records_folder_is_not_read_back(tmp_path):
     again = build_site(records, records / "site", protocol_versions={})
     assert len(first.intake.files) == len(again.intake.files) == 1
     assert again.written == 0
+
+
+def test_two_datasets_are_two_tables_each_saying_its_dataset(tmp_path):
+    records = []
+    for name, digest in (("cub", "a" * 64), ("dtd", "b" * 64)):
+        for method in ("kd", "supervised"):
+            record = make_record(method=method, suite="standard", protocol="distill")
+            record["dataset"] = {"name": name, "manifest_sha256": digest, "sizes": {}}
+            record["run_id"] = f"{name}-{method}"
+            records.append(record)
+    for record in records:  # one folder per dataset, as runs write them
+        folder = tmp_path / "records" / record["dataset"]["name"]
+        write_records(folder, [record])
+    report = build_site(tmp_path / "records", tmp_path / "site", protocol_versions={})
+    page = (report.out / "protocols" / "standard" / "distill.html").read_text()
+    blocks = re.findall(r'<section class="table-block" id="([^"]+)">', page)
+    assert len(blocks) == 2 and len(set(blocks)) == 2
+    assert "dataset <strong>cub (manifest aaaaaaaa)</strong>" in page
+    assert "dataset <strong>dtd (manifest bbbbbbbb)</strong>" in page
+    index = (report.out / "index.html").read_text()  # the suite's overview: a column each
+    assert "cub (manifest aaaaaaaa)" in index and "dtd (manifest bbbbbbbb)" in index
+    rows = list(csv.DictReader(io.StringIO((report.out / "data/leaderboard.csv").read_text())))
+    assert {r["dataset"] for r in rows} == {"cub:aaaaaaaaaaaa", "dtd:bbbbbbbbbbbb"}

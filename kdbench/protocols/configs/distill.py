@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
+from typing import Any
+
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from kdbench.protocols.configs.model import ConfigModel
 from kdbench.protocols.configs.sections import LoRA, ModelSpec, ShapesDomain, ShapesSplit
@@ -79,6 +81,11 @@ class DatasetTask(ConfigModel):
     """The shorter side is resized to this before the centre crop (null: to ``image_size``)."""
     transfer_root: str | None
     """An image folder of unlabelled transfer images (``root/train/<class>/*``); null: none."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword options of the dataset's loader, e.g. ``{"fold": 2}`` for DTD, ``{"level":
+    "family"}`` for FGVC-Aircraft, ``{"mask_dir": "SegmentationClassAug"}`` for VOC
+    (``docs/datasets.md``); checked against the loader before any unit starts. Left out of
+    the recorded config when empty."""
 
 
 class DistillEmbedded(Distill):

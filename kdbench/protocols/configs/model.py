@@ -32,10 +32,22 @@ def check_config(
     ``where`` says whose config it is. Raises :class:`ConfigError` with one line.
     """
     try:
-        return model.model_validate(config).model_dump()
+        return _without_unset_loader_options(model.model_validate(config).model_dump(), config)
     except ValidationError as error:
         problems = list(dict.fromkeys(_problem(model, e, key) for e in error.errors()))
         raise ConfigError(f"{where}: {'; '.join(problems)}") from None
+
+
+def _without_unset_loader_options(dumped: Any, given: Any) -> Any:
+    """``dumped`` without the empty ``options`` of dataset sections whose ``given`` config
+    did not name them, so configs (and their hashes) from before loader options stay as
+    they were."""
+    if not isinstance(dumped, dict) or not isinstance(given, dict):
+        return dumped
+    out = {k: _without_unset_loader_options(v, given.get(k)) for k, v in dumped.items()}
+    if "dataset" in out and out.get("options") == {} and "options" not in given:
+        del out["options"]
+    return out
 
 
 def _problem(model: type[BaseModel], error: Any, prefix: str) -> str:

@@ -41,6 +41,11 @@ class DatasetSplit(ConfigModel):
     """Decoded image size in pixels (square centre crop)."""
     resize: PositiveInt | None
     """The shorter side is resized to this before the centre crop (null: to ``image_size``)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword options of the dataset's loader, e.g. ``{"fold": 2}`` for DTD, ``{"level":
+    "family"}`` for FGVC-Aircraft, ``{"mask_dir": "SegmentationClassAug"}`` for VOC
+    (``docs/datasets.md``); checked against the loader before any unit starts. Left out of
+    the recorded config when empty."""
 
 
 class LoRA(ConfigModel):

@@ -135,6 +135,10 @@ class DatasetScenes(ConfigModel):
     """Masks are resized (nearest) to this square; logits are upsampled to it."""
     eval_limit: PositiveInt | None
     """Score only the first N evaluation images; null: all."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword options of the dataset's loader, e.g. ``{"mask_dir": "SegmentationClassAug"}``
+    for VOC (``docs/datasets.md``); checked against the loader before any unit starts. Left
+    out of the recorded config when empty."""
 
 
 class SegmentationEmbedded(Segmentation):

@@ -36,8 +36,9 @@ def test_every_method_runs_the_distill_protocol(tmp_path):
     assert not unsupported and len(units) == len(names)
     report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)
     assert not report.failed, [o.message for o in report.failed]
+    paths = {o.unit.method.name: o.path for o in report.outcomes}  # where each record went
     for name in names:
-        record = load_record(tmp_path / f"embedded/distill/{name}-seed0.smoke.json")
+        record = load_record(paths[name])
         assert record.method.distribution == "kdbench-losses"
         assert record.metric("student_top1").value is not None
         loss = record.components[f"loss:{name}"]

@@ -61,7 +61,8 @@ def test_slad_and_a_two_stage_baseline_run_the_distill_protocol(tmp_path):
     assert not unsupported
     report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)
     assert not report.failed, [o.message for o in report.failed]
-    slad = load_record(tmp_path / "embedded/distill/slad-seed0.smoke.json")
+    paths = {o.unit.method.name: o.path for o in report.outcomes}  # where each record went
+    slad = load_record(paths["slad"])
     assert slad.method.distribution == "kdbench-slad"
     assert slad.metric("teacher_top1").value is not None
     assert slad.metric("train_seconds").value > 0
@@ -70,7 +71,7 @@ def test_slad_and_a_two_stage_baseline_run_the_distill_protocol(tmp_path):
     assert sharing["steps"] == slad.protocol.config["student_epochs"] * 2  # 20 images, batch 16
     assert slad.components["teacher_adapter"].options["targets"] == ["qkv"]
     assert any("jointly" in note for note in slad.notes)
-    kd_ft = load_record(tmp_path / "embedded/distill/kd-ft-seed0.smoke.json")
+    kd_ft = load_record(paths["kd-ft"])
     assert kd_ft.components["teacher_adapter"].name == "finetune"
     assert kd_ft.metric("teacher_top1").value is not None
 
