@@ -73,11 +73,14 @@ def row_name(record: Record) -> str:
 
 
 def task_name(record: Record) -> str:
-    """``kdbench_<suite>_<protocol>``, with the device fingerprint's short id for records
-    tied to a device, so that two machines' device records stay two tasks."""
+    """``kdbench_<suite>_<protocol>``, with the dataset (name and manifest sha256) for data on
+    disk and the device fingerprint's short id for device records, so that two datasets or
+    two machines stay two tasks."""
     from kdbench.leaderboard.devices import fingerprint_id, short_id
 
     name = f"kdbench_{record.suite}_{record.protocol.name}"
+    if record.dataset is not None and record.dataset.manifest_sha256:  # data on disk
+        name += f"_{record.dataset.name}-{record.dataset.manifest_sha256[:12]}"
     if record.device_fingerprint:
         name += f"_{short_id(fingerprint_id(record.device_fingerprint))}"
     return name

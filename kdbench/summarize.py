@@ -69,6 +69,10 @@ def markdown_table(table: Table) -> str:
     headlines = [c for c in table.columns if c.headline] or table.columns[:1]
     with_deltas = [c.name for c in headlines if any(c.name in r.deltas for r in table.rows)]
     title = f"### {table.suite} · {table.key}"
+    if table.dataset_label:
+        title += f" · {_text(table.dataset_label)}"
+    if table.teacher_label:
+        title += f" · teacher {_text(table.teacher_label)}"
     if table.device:
         title += f" · device {short_id(table.device)}"
     header = ["rank", "method", "student"]
