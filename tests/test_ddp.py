@@ -35,6 +35,7 @@ SCRIPT = textwrap.dedent(
                  checkpoint=os.path.join(out, "ck.pt"))
     torch.save([p.detach() for p in model.parameters()], os.path.join(out, f"rank{rank}.pt"))
     print("main" if is_main_process() else "worker", world, result.steps)
+    torch.distributed.barrier()  # both ranks done before the group goes (gloo aborts else)
     torch.distributed.destroy_process_group()
     """
 )

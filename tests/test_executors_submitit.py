@@ -148,9 +148,12 @@ def test_a_job_past_its_time_limit_is_requeued_and_its_unit_finishes(
     training checkpoint."""
     monkeypatch.setenv("KDBENCH_CHECKPOINT_SECONDS", "0")
     monkeypatch.setenv("KDBENCH_SIGNAL_DELAY_S", "30")  # USR2 30 s in
-    registry, units = smoke_units(("fewshot",), ("kd",), {"fewshot.base.epochs": 6})
+    # long enough that the USR2 at 30 s always lands in training, on a fast machine too
+    # (6 epochs took 5 s there, 100 took 27 s: both ended before any signal); each requeue
+    # resumes and trains further, so a slow machine needs more of them
+    registry, units = smoke_units(("fewshot",), ("kd",), {"fewshot.base.epochs": 300})
     out = tmp_path / "out"
-    executor = SlurmExecutor(cluster="local", timeout_min=1.0, max_requeues=5)
+    executor = SlurmExecutor(cluster="local", timeout_min=1.0, max_requeues=40)
     report = executor.run(Batch(units, registry, out))
     folder = out / ".jobs" / "submitit-local"
     logs = "".join(p.read_text() for p in sorted(folder.rglob("*_log.*")))

@@ -48,7 +48,10 @@ def test_a_rerun_in_an_empty_cache_reproduces_the_record_bit_for_bit(
     assert list(tmp_path.rglob("*.json"))  # --out keeps the new record
 
 
-def test_the_command_reports_a_changed_metric_and_refuses_another_version(smoke_record, tmp_path):
+def test_the_command_reports_a_changed_metric_and_refuses_another_version(
+    smoke_record, _smoke_world_weights, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("KDBENCH_WORLD_WEIGHTS", str(_smoke_world_weights))
     edited = json.loads(smoke_record.read_text())
     auroc = next(m for m in edited["metrics"] if m["name"] == "auroc")
     auroc["value"] += 0.25
