@@ -27,9 +27,8 @@ import pandas as pd
 
 from kdbench.leaderboard.acceptance import MIN_SEEDS, self_reported
 from kdbench.leaderboard.baselines import Delta, attach_deltas
-from kdbench.leaderboard.datasets import dataset_key, dataset_label, teacher_key, teacher_label
-from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
-from kdbench.leaderboard.intake import RecordFile
+from kdbench.leaderboard.datasets import dataset_label, teacher_label
+from kdbench.leaderboard.intake import RecordFile, table_key
 from kdbench.leaderboard.students import row_label, row_student
 from kdbench.metrics.stats import critical_value
 from kdbench.results import Record
@@ -161,25 +160,6 @@ class Table:
     @property
     def leaders(self) -> list[Row]:
         return [r for r in self.rows if r.rank == 1]
-
-
-def table_key(record: Record) -> tuple[object, ...]:
-    """The :data:`TABLE_KEYS` of ``record``'s table."""
-    return (
-        record.suite,
-        record.protocol.name,
-        record.protocol.version,
-        dataset_key(record),
-        teacher_key(record),
-        table_device(record),
-    )
-
-
-def table_device(record: Record) -> str:
-    """The device a record's table is tied to: its fingerprint id for device records, else ''."""
-    if record.protocol.name == DEVICE_PROTOCOL and record.device_fingerprint is not None:
-        return fingerprint_id(record.device_fingerprint)
-    return ""
 
 
 def metric_frame(files: Sequence[RecordFile]) -> pd.DataFrame:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kdbench.leaderboard.aggregate import Row, table_device
+from kdbench.leaderboard.aggregate import Row
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_summary
-from kdbench.leaderboard.intake import RecordFile
+from kdbench.leaderboard.intake import RecordFile, table_device
 
 
 @dataclass(frozen=True)

@@ -160,20 +160,32 @@ def current_versions(records: Iterable[Record], registered: Mapping[str, int]) -
     return dict(sorted(versions.items()))
 
 
-def unit_key(record: Record) -> tuple[object, ...]:
-    """What makes two records runs of the same unit (the newer one is used): the same
-    method with another student, on another dataset (name and manifest), from another
-    teacher or on another device is another unit."""
-    device = ""
+def table_device(record: Record) -> str:
+    """The device a record's table is tied to: its fingerprint id for device records, else ''."""
     if record.protocol.name == DEVICE_PROTOCOL and record.device_fingerprint is not None:
-        device = fingerprint_id(record.device_fingerprint)
+        return fingerprint_id(record.device_fingerprint)
+    return ""
+
+
+def table_key(record: Record) -> tuple[object, ...]:
+    """The leaderboard table a record belongs to: suite, protocol version, dataset (name and
+    manifest), teacher and, for device records, the device."""
     return (
         record.suite,
         record.protocol.name,
         record.protocol.version,
         dataset_key(record),
         teacher_key(record),
-        device,
+        table_device(record),
+    )
+
+
+def unit_key(record: Record) -> tuple[object, ...]:
+    """What makes two records runs of the same unit (the newer one is used): the same
+    method with another student, on another dataset (name and manifest), from another
+    teacher or on another device is another unit."""
+    return (
+        *table_key(record),
         record.method.name,
         record.method.version,
         row_student(record),
