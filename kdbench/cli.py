@@ -414,8 +414,11 @@ def rerun_command(
 def summarize_command(
     records: Path = typer.Argument(Path("leaderboards"), help="Folder of records."),
     fmt: str = typer.Option("markdown", "--format", "-f", help="'markdown', 'csv' or 'json'."),
-    min_seeds: int = typer.Option(
-        3, "--min-seeds", min=1, help="Rows with fewer seeds are preliminary, not ranked."
+    min_seeds: int | None = typer.Option(
+        None,
+        "--min-seeds",
+        min=1,
+        help="Rows with fewer seeds are preliminary, not ranked. Default: the leaderboard's (3).",
     ),
 ) -> None:
     """Print the leaderboard's tables (ranked as the site ranks them) without building it.
@@ -424,7 +427,7 @@ def summarize_command(
     """
     from kdbench.summarize import summarize
 
-    typer.echo(summarize(records, fmt, min_seeds), nl=False)
+    typer.echo(summarize(records, fmt, min_seeds), nl=False)  # None: the leaderboard's
 
 
 @app.command("validate")

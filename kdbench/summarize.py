@@ -89,8 +89,10 @@ def markdown_table(table: Table) -> str:
     return "\n".join(lines)
 
 
-def summarize(records: Path, fmt: str = "markdown", min_seeds: int = MIN_SEEDS) -> str:
-    """The ranked records under ``records`` as text in ``fmt``."""
+def summarize(records: Path, fmt: str = "markdown", min_seeds: int | None = None) -> str:
+    """The ranked records under ``records`` as text in ``fmt``, with the leaderboard's seed
+    policy (``min_seeds`` None: :data:`~kdbench.leaderboard.acceptance.MIN_SEEDS`)."""
+    min_seeds = MIN_SEEDS if min_seeds is None else min_seeds
     from kdbench.leaderboard.downloads import table_rows, tables_csv
     from kdbench.leaderboard.intake import read_and_screen, registered_protocol_versions
 
