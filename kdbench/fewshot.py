@@ -848,16 +848,19 @@ def loo_accuracy(
     w, s = episodes.ways, episodes.shots
     if s < 2:
         raise ValueError(f"leave-one-out needs at least 2 shots per class, got {s}")
-    step = max(1, chunk_bytes // (w * s * w * f.shape[1] * 8))
+    step = max(1, chunk_bytes // (w * s * f.shape[1] * 8))
     out = np.empty(len(episodes))
     ways = torch.arange(w)
     for start in range(0, len(episodes), step):
         sup = torch.from_numpy(episodes.support[start : start + step])
         b = sup.shape[0]
-        x = f[sup.reshape(-1)].reshape(b, w, s, -1)
-        totals = x.sum(2, keepdim=True)  # (b, W, 1, D)
-        dist = ((x[:, :, :, None] - (totals / s)[:, None, None, :, 0]) ** 2).sum(-1)
-        own = ((x - (totals - x) / (s - 1)) ** 2).sum(-1)  # (b, W, S)
-        dist[:, ways, :, ways] = own.permute(1, 0, 2)
+        x = f[sup.reshape(-1)].reshape(b, w * s, -1)
+        totals = x.view(b, w, s, -1).sum(2)  # (b, W, D)
+        means = totals / s
+        # ||x − m||² against every way's full mean, then the own way's mean without x
+        dist = (x * x).sum(-1, keepdim=True) - 2 * x @ means.transpose(1, 2)
+        dist = dist.add_((means * means).sum(-1)[:, None, :]).view(b, w, s, w)
+        own = s * x.view(b, w, s, -1) - totals[:, :, None]  # (S − 1)·(x − own mean)
+        dist[:, ways, :, ways] = ((own * own).sum(-1) / (s - 1) ** 2).permute(1, 0, 2)
         out[start : start + b] = (dist.argmin(-1) == ways[:, None]).double().mean((1, 2)).numpy()
     return out
