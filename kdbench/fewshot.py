@@ -783,7 +783,9 @@ def estimate_accuracy(
     The prediction is the accuracy of NCM on fresh episodes drawn from that model, by Monte
     Carlo with ``draws`` draws of one query per class; noise orthogonal to the means is
     drawn through Bartlett's decomposition, so a draw costs ``O(W²·S²)`` numbers whatever
-    ``dim`` is.
+    ``dim`` is. Below ``W`` dimensions the model has no room for the means' span: the noise
+    then fills the ``W`` dimensions of the means at ``τ/dim`` each, more than ``τ`` in all,
+    and the prediction is least reliable.
 
     Plugging a noisy ``Ĝ`` into a concave accuracy biases the prediction (low at five
     shots). With ``S ≥ 2`` the bias is removed by simulation-extrapolation: the model is
