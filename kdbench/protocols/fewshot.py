@@ -78,7 +78,7 @@ def novel_features(
 class FewShot(Protocol):
     name = "fewshot"
     student_key = "base.student"
-    version = 1
+    version = 2
     config_models = fewshot_config.MODELS
     description = "1-shot and 5-shot NCM on novel classes from a student distilled on base classes."
     explanation = """\
