@@ -15,16 +15,21 @@ from kdbench.fewshot import (
     Episodes,
     _bartlett,
     _floyd_subsets,
-    _predicted_accuracy,
+    _gram_points,
+    _sphere_episodes,
+    _standard_images,
     estimate_accuracy,
+    loo_accuracy,
     ncm_accuracy,
     ncm_accuracy_loop,
+    prepare_features,
     sample_episodes,
     summarize,
     within_class_statistics,
 )
 from kdbench.record_files import load_record
 from tests.data.fixtures import make_miniimagenet
+from tests.fewshot_reference import gaussian_estimate_v1
 
 
 def blobs(classes=12, per_class=25, dim=16, spread=0.7, seed=0):
@@ -185,19 +190,29 @@ def test_bartlett_coordinates_have_the_gram_matrix_of_gaussian_vectors():
     assert gram[:, 0, 0].var() == pytest.approx(20, rel=0.08)
 
 
-def test_predicted_accuracy_matches_a_direct_simulation():
+@pytest.mark.parametrize("shots", [1, 5])
+def test_sphere_episodes_match_a_direct_simulation(shots):
+    """The model's episodes, drawn in the means' span plus Bartlett coordinates, score as
+    NCM on full Gaussian images projected on the unit sphere."""
     g = np.random.default_rng(0)
-    ways, dim, shots, draws = 5, 24, 1, 4000
-    mu = g.standard_normal((ways, dim)) * 0.7
-    support = mu[None, :, None] + g.standard_normal((draws, ways, shots, dim))
-    queries = mu[None] + g.standard_normal((draws, ways, dim))
+    ways, dim, draws = 5, 24, 4000
+    mu = g.standard_normal((ways, dim)) * 0.7 / math.sqrt(shots)
+
+    def sphere(x):
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+    support = sphere(mu[None, :, None] + g.standard_normal((draws, ways, shots, dim)))
+    queries = sphere(mu[None] + g.standard_normal((draws, ways, dim)))
     dist = ((queries[:, :, None] - support.mean(2)[:, None]) ** 2).sum(-1)
     direct = (dist.argmin(-1) == np.arange(ways)).mean()
-    d2 = torch.tensor(((mu[:, None] - mu[None]) ** 2).sum(-1))[None]
-    tau = torch.full((1, ways), float(dim), dtype=torch.float64)
-    predicted = _predicted_accuracy(d2, tau, shots, dim, draws, np.random.default_rng(1))
-    assert 0.4 < direct < 0.9
+    points = _gram_points((mu @ mu.T)[None])
+    noise = _standard_images(np.random.default_rng(1), 1, draws, ways * (shots + 1), ways, dim)
+    tau = np.full((1, ways), float(dim))  # total variance: unit variance per dimension
+    predicted, simulated = _sphere_episodes(points, tau, shots, dim, noise)
+    assert 0.3 < direct < 0.9
     assert predicted.item() == pytest.approx(direct, abs=0.02)
+    assert simulated.shape[:4] == (1, draws, ways, shots)
+    assert np.allclose(np.linalg.norm(simulated, axis=-1), 1)  # on the sphere
 
 
 def test_estimate_tracks_the_measurement_and_uses_no_query_labels():
@@ -224,6 +239,85 @@ def test_estimate_tracks_the_measurement_and_uses_no_query_labels():
     assert chance < 35
 
 
+def isotropic_classes(dim, seed=0):
+    """Isotropic Gaussian classes N(μ_c, I): 64 base and 20 novel classes of 100 images,
+    means in random directions at |μ_c|² = 1.5·√dim (as ``benchmarks/bench_estimate.py``)."""
+    g = np.random.default_rng([seed, dim])
+
+    def classes(count):
+        labels = np.repeat(np.arange(count), 100)
+        means = g.standard_normal((count, dim))
+        means *= np.sqrt(1.5 * np.sqrt(dim)) / np.linalg.norm(means, axis=1)[:, None]
+        return (means[labels] + g.standard_normal((count * 100, dim))).astype(np.float32), labels
+
+    return classes(64), classes(20)
+
+
+@pytest.mark.parametrize("shots", [1, 5])
+def test_estimate_is_calibrated_on_isotropic_gaussian_classes(shots):
+    """The first estimate ignored that prepared features lie on the unit sphere and plugged
+    noisy distances into a concave accuracy: on these classes it fell 7.6 (one shot) and
+    4.6 (five shots) points short of the measurement. Scored with the protocol's settings
+    (centring, normalisation, the base classes' variance and dimension, 5-way, 15
+    queries), the estimate is within 2.5 points."""
+    (base, base_labels), (novel, labels) = isotropic_classes(64)
+    center = base.astype(np.float64).mean(0)
+    scatter = within_class_statistics(base, base_labels, center=center)
+    ep = sample_episodes(labels, 5, shots, 15, 1000, seed=0)
+    measured = summarize(ncm_accuracy(novel, labels, ep, center=center))[0]
+    kwargs = dict(center=center, within_variance=scatter.variance)
+    estimated = summarize(estimate_accuracy(novel, labels, ep, dim=scatter.class_dim, **kwargs))
+    first = gaussian_estimate_v1(novel, labels, ep, dim=scatter.effective_dim, **kwargs)
+    assert 50 < measured < 90
+    assert abs(estimated[0] - measured) < 2.5, (measured, estimated)
+    assert summarize(first)[0] < measured - 4  # the bias this test guards against
+
+
+def test_estimate_is_deterministic_and_reads_no_query_label():
+    features, labels = blobs(classes=20, per_class=40, dim=32, spread=0.45, seed=1)
+    center = features.mean(0)
+    ep = sample_episodes(labels, 5, 5, 15, 300, seed=0)
+    a = estimate_accuracy(features, labels, ep, center=center, dim=20, seed=3)
+    b = estimate_accuracy(features, labels, ep, center=center, dim=20, seed=3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, estimate_accuracy(features, labels, ep, center=center, dim=20))
+    # five shots read the support alone: queries of other ways (the episodes' query lists
+    # reversed) give the same values
+    other = Episodes(ep.classes, ep.support, ep.query[::-1].copy())
+    assert np.array_equal(
+        a, estimate_accuracy(features, labels, other, center=center, dim=20, seed=3)
+    )
+
+
+def loo_loop(features, labels, episodes, center):
+    """Leave-one-out on each support set, one left-out image at a time."""
+    f = prepare_features(features, center).numpy()
+    out = []
+    for e in range(len(episodes)):
+        x = f[episodes.support[e]]  # (W, S, D)
+        right = 0
+        for way in range(episodes.ways):
+            for shot in range(episodes.shots):
+                means = x.mean(1).copy()
+                means[way] = np.delete(x[way], shot, axis=0).mean(0)
+                right += int(((x[way, shot] - means) ** 2).sum(-1).argmin() == way)
+        out.append(right / (episodes.ways * episodes.shots))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("shots", [2, 5])
+def test_loo_equals_a_brute_force_loop(shots):
+    features, labels = blobs(classes=10, per_class=20, dim=16, spread=1.0, seed=2)
+    center = features.mean(0)
+    ep = sample_episodes(labels, 5, shots, 3, 200, seed=1)
+    fast = loo_accuracy(features, labels, ep, center=center, chunk_bytes=50_000)  # chunks
+    assert np.array_equal(fast, loo_loop(features, labels, ep, center))
+    assert 0.3 < fast.mean() < 0.95
+    one = sample_episodes(labels, 5, 1, 3, 10, seed=1)
+    with pytest.raises(ValueError, match="at least 2 shots"):
+        loo_accuracy(features, labels, one)
+
+
 def test_within_class_statistics():
     features, labels = blobs(classes=3, per_class=5)
     prepared = features / np.linalg.norm(features, axis=1, keepdims=True)
@@ -242,6 +336,14 @@ def test_within_class_statistics():
     assert within_class_statistics(iso, labels).effective_dim > 6.5
     line = centres[labels] + g.standard_normal((8000, 1)) * np.ones(8)
     assert within_class_statistics(line, labels).effective_dim < 1.5
+    # one class's dimension: the width less the radial direction (lost to the
+    # normalisation) for isotropic classes far from the centre, and below the pooled
+    # participation ratio when each class scatters along its own direction
+    assert within_class_statistics(iso, labels).class_dim == pytest.approx(7, rel=0.03)
+    own_axis = np.eye(8)[labels + 4] * 3  # class c scatters along axis c + 4
+    own = centres[labels] + g.standard_normal((8000, 1)) * own_axis
+    own_stats = within_class_statistics(own, labels)
+    assert own_stats.class_dim < 1.5 < 3 < own_stats.effective_dim
 
 
 # -- the protocol end to end --------------------------------------------------------------
@@ -270,7 +372,14 @@ def test_embedded_smoke_run_scores_every_method_on_the_same_episodes(world_weigh
     }
     kd = records["kd"]
     names = {m.name for m in kd.metrics}
-    assert names == {"acc_1shot", "acc_5shot", "est_acc_1shot", "est_acc_5shot", "train_seconds"}
+    assert names == {
+        "acc_1shot",
+        "acc_5shot",
+        "est_acc_1shot",
+        "est_acc_5shot",
+        "loo_acc_5shot",
+        "train_seconds",
+    }
     for k in (1, 5):
         metric = kd.metric(f"acc_{k}shot")
         assert metric.headline and metric.n == 100 and 0 <= metric.value <= 100
@@ -279,6 +388,9 @@ def test_embedded_smoke_run_scores_every_method_on_the_same_episodes(world_weigh
         # the stored counts rescore the metric
         assert metric.value == pytest.approx(100 * np.mean(counts) / 75)
         assert 0 <= kd.metric(f"est_acc_{k}shot").value <= 100
+    loo = kd.metric("loo_acc_5shot")
+    assert loo.n == 100 and 0 <= loo.value <= 100 and loo.ci95 is not None
+    assert 1 <= kd.statistics["base_class_dim"] <= kd.statistics["feature_dim"]
     assert kd.components["subject"].name == "shapes-student"
     assert kd.components["loss:kd"].options == {"weight": 1.0, "temperature": 4.0}
     teacher = records["teacher"]

@@ -41,7 +41,7 @@ def default_base_config(suite: str, smoke: bool) -> dict[str, Any]:
             "teacher": {"name": "shapes-teacher", "options": {}},
             "student": {"name": "shapes-student", "options": {}},
             "train_per_class": 100,
-            "epochs": 2,  # ~190 steps: a few minutes per method on a laptop CPU
+            "epochs": 4,  # ~375 steps; the learning curve in docs/protocols/fewshot.md
             "batch_size": 128,
             "lr": 2e-3,
             "probe_epochs": 30,

@@ -1,4 +1,4 @@
-"""``segmentation`` (version 1): few-shot semantic segmentation, scored by mIoU.
+"""``segmentation`` (version 2): few-shot semantic segmentation, scored by mIoU.
 
 The setting of arXiv 2401.11311 (reference code RedaBensaidDS/Foundation_FewShot): a
 backbone gets a small head, BatchNorm + 1x1 conv on its patch tokens with the logits
@@ -147,7 +147,7 @@ class Segmentation(Protocol):
     name = "segmentation"
     student_key = "base.student"
     teacher_key = "base.teacher"
-    version = 1
+    version = 2
     config_models = segmentation_config.MODELS
     description = "Few-shot semantic segmentation: a head on k images per class, mIoU."
     explanation = """\
