@@ -390,6 +390,9 @@ def rerun_command(
         "--fresh-cache/--shared-cache",
         help="Recompute every stage in an empty cache (default), or reuse the shared cache.",
     ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bars (default: on a terminal)."
+    ),
 ) -> None:
     """Run a record's unit again from its stored config, components and seed, and print how
     each metric moved.
@@ -404,6 +407,7 @@ def rerun_command(
         out=out,
         device=device,
         fresh_cache=fresh_cache,
+        progress=progress,
         log=lambda m: typer.echo(printable(m), err=True),
     )
     typer.echo(printable(format_rerun(result), newlines=True))
