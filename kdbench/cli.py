@@ -240,6 +240,12 @@ def run_command(
         help="Run device units beside others (--executor local --jobs >1): their "
         "latencies are then not comparable.",
     ),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="At the end, print where each unit's time went: data, teacher, student, "
+        "evaluation, writing, other (every record keeps the split in cost.phases).",
+    ),
 ) -> None:
     """Run protocol x method x seed units and write one record per unit.
 
@@ -281,6 +287,16 @@ def run_command(
     )
     report.unsupported = unsupported
     typer.echo(format_summary(report, out))
+    if profile:
+        from kdbench.phases import format_profile
+        from kdbench.terminal import printable
+
+        rows = [
+            (o.unit.label, o.record.cost.total_seconds, o.record.cost.phases)
+            for o in report.outcomes
+            if o.record is not None
+        ]
+        typer.echo("\n" + printable(format_profile(rows), newlines=True))
     if report.failed:
         raise typer.Exit(1)
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from kdbench.metrics.stats import mean_ci95
+from kdbench.phases import in_phase
 from kdbench.seeding import rng
 
 EPISODE_CHUNK = 1000
@@ -503,6 +504,7 @@ def _ncm_correct(
     return correct, len(near_e)
 
 
+@in_phase("evaluation")
 def ncm_accuracy(
     features: ArrayLike,
     labels: ArrayLike,
@@ -589,6 +591,7 @@ class WithinClass:
     many dimensions the scatter really spans (the feature width if it were isotropic)."""
 
 
+@in_phase("evaluation")
 def within_class_statistics(
     features: ArrayLike, labels: ArrayLike, *, center: ArrayLike | None = None
 ) -> WithinClass:
@@ -666,6 +669,7 @@ def _predicted_accuracy(
     return (dist.argmin(-1) == np.arange(w)).mean((1, 2))
 
 
+@in_phase("evaluation")
 def estimate_accuracy(
     features: ArrayLike,
     labels: ArrayLike,
