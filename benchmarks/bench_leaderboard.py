@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from kdbench.leaderboard.build import WRITE_THREADS, build_site
+from kdbench.leaderboard.build import build_site
 from tests.leaderboard.records import leaderboard_records, write_records
 
 RECORDS = 10_000
@@ -27,18 +27,13 @@ def records_dir(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize(
-    "write_threads", [0, WRITE_THREADS], ids=["files-written-in-turn", "files-written-on-threads"]
-)
-def test_build_10000_records(benchmark, records_dir, tmp_path, write_threads):
-    """Side by side: every file written by the rendering thread (the way before), and written
-    on threads while the next pages render (the default)."""
+def test_build_10000_records(benchmark, records_dir, tmp_path):
     counter = itertools.count()
 
     def fresh_folder():
         out = tmp_path / f"site{next(counter)}"
         shutil.rmtree(out, ignore_errors=True)
-        return (records_dir, out), {"protocol_versions": {}, "write_threads": write_threads}
+        return (records_dir, out), {"protocol_versions": {}}
 
     report = benchmark.pedantic(build_site, setup=fresh_folder, rounds=3, iterations=1)
     assert len(report.intake.ranked) == RECORDS

@@ -38,8 +38,7 @@ from kdbench.leaderboard.render import SiteRenderer
 
 #: The file in a built site that lists every file the build wrote.
 MANIFEST = ".kdbench-site"
-#: Threads that write files while the pages are rendered (the writes release the GIL); 0
-#: writes each file in the rendering thread.
+#: Threads that write files while the pages are rendered (the writes release the GIL).
 WRITE_THREADS = 2
 #: The most files rendered but not yet written: bounds the memory they hold.
 MAX_PENDING_WRITES = 256
@@ -245,16 +244,14 @@ def _leftovers(out: Path) -> list[str]:
 class _Staging:
     """A fresh folder beside the site where the new site is written, file by file."""
 
-    def __init__(self, out: Path, previous: _Previous | None, threads: int = WRITE_THREADS):
+    def __init__(self, out: Path, previous: _Previous | None):
         self.out = out
         self.previous = previous
         self.root = Path(tempfile.mkdtemp(prefix=f".{out.name}.kdbench-staging-", dir=out.parent))
         self.written = 0
         self.folders: set[str] = set()
         self.old: Path | None = None  # where the old site is while the new one moves in
-        self._writers = (
-            ThreadPoolExecutor(threads, thread_name_prefix="kdbench-site") if threads else None
-        )
+        self._writers = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="kdbench-site")
         self._pending: deque[Future[bool]] = deque()
 
     def _folder_for(self, name: str) -> None:
@@ -271,9 +268,6 @@ class _Staging:
         if not _safe_entry(name):
             raise SiteError(f"refusing to write {name!r}: not a path inside the site folder")
         self._folder_for(name)  # here, in order: a folder is made once, before its files
-        if self._writers is None:
-            self.written += self._write_file(name, data)
-            return
         self._pending.append(self._writers.submit(self._write_file, name, data))
         while len(self._pending) > MAX_PENDING_WRITES:
             self.written += self._pending.popleft().result()
@@ -299,8 +293,7 @@ class _Staging:
             while self._pending:
                 self.written += self._pending.popleft().result()
         finally:
-            if self._writers is not None:
-                self._writers.shutdown(wait=True, cancel_futures=True)
+            self._writers.shutdown(wait=True, cancel_futures=True)
 
     def occupied(self, name: str) -> bool:
         """Whether ``name`` or a folder above it is taken in the new site."""
@@ -356,8 +349,7 @@ class _Staging:
 
     def discard(self) -> None:
         """Undo an unfinished build: the old site stays (or is put back) where it was."""
-        if self._writers is not None:
-            self._writers.shutdown(wait=True, cancel_futures=True)  # nothing writes any more
+        self._writers.shutdown(wait=True, cancel_futures=True)  # nothing writes any more
         self._pending.clear()
         if self.old is not None and not os.path.lexists(self.out):
             os.rename(self.old, self.out)
@@ -371,14 +363,12 @@ def build_site(
     protocol_versions: Mapping[str, int] | None = None,
     catalog: Catalog | None = None,
     min_seeds: int = MIN_SEEDS,
-    write_threads: int = WRITE_THREADS,
 ) -> BuildReport:
     """Render the site for the records under ``records`` into ``out``.
 
     ``protocol_versions`` gives each protocol's current version; by default the versions of
     the protocols registered in this process. ``catalog`` explains protocols and methods
-    (by default the ones registered in this process). ``write_threads`` write the files
-    while the next pages render (0: in the rendering thread).
+    (by default the ones registered in this process).
     """
     given, out = Path(out), Path(os.path.abspath(out))
     if out.parent == out:
@@ -390,7 +380,7 @@ def build_site(
     tables, files = site_files(intake, catalog, min_seeds)
     report = BuildReport(Path(records), given, intake, tables, warnings=warnings)
     try:
-        staging = _Staging(out, previous, write_threads)
+        staging = _Staging(out, previous)
     except OSError as error:
         raise SiteError(
             f"cannot write beside --out {out} (the new site is written there first): "

@@ -377,10 +377,3 @@ def test_a_write_failing_on_a_writer_thread_fails_the_build_and_keeps_the_old_si
         build_site(sample_dir, out)
     assert _site_bytes(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "site"]
-
-
-def test_files_written_on_threads_are_the_files_written_in_turn(sample_dir, tmp_path):
-    threaded = build_site(sample_dir, tmp_path / "threads", write_threads=2)
-    in_turn = build_site(sample_dir, tmp_path / "in-turn", write_threads=0)
-    assert _site_bytes(tmp_path / "threads") == _site_bytes(tmp_path / "in-turn")
-    assert threaded.written == in_turn.written == threaded.files
