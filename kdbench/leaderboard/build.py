@@ -21,9 +21,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +36,6 @@ from kdbench.leaderboard.render import SiteRenderer
 
 #: The file in a built site that lists every file the build wrote.
 MANIFEST = ".kdbench-site"
-#: Threads that write files while the pages are rendered (the writes release the GIL).
-WRITE_THREADS = 2
-#: The most files rendered but not yet written: bounds the memory they hold.
-MAX_PENDING_WRITES = 256
 #: The longest manifest that is read.
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
@@ -251,8 +245,6 @@ class _Staging:
         self.written = 0
         self.folders: set[str] = set()
         self.old: Path | None = None  # where the old site is while the new one moves in
-        self._writers = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="kdbench-site")
-        self._pending: deque[Future[bool]] = deque()
 
     def _folder_for(self, name: str) -> None:
         parent = name.rpartition("/")[0]
@@ -262,38 +254,23 @@ class _Staging:
             self.folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
 
     def write(self, name: str, data: bytes) -> None:
-        """Write one file, on a writer thread while the caller renders the next one; one
-        that holds the same bytes in the old site is linked instead, so unchanged files keep
-        their time stamps. A failed write raises here or in :meth:`finish`."""
+        """Write one file; one that holds the same bytes in the old site is linked instead,
+        so unchanged files keep their time stamps."""
         if not _safe_entry(name):
             raise SiteError(f"refusing to write {name!r}: not a path inside the site folder")
-        self._folder_for(name)  # here, in order: a folder is made once, before its files
-        self._pending.append(self._writers.submit(self._write_file, name, data))
-        while len(self._pending) > MAX_PENDING_WRITES:
-            self.written += self._pending.popleft().result()
-
-    def _write_file(self, name: str, data: bytes) -> bool:
-        """Write (True) or link (False) one file of the new site."""
+        self._folder_for(name)
         target = f"{self.root}/{name}"  # a string: no Path object per file
         old = self.previous.tree.files.get(name) if self.previous else None
         if old is not None and _same_bytes(self.out / name, old, data):
             try:
                 os.link(self.out / name, target, follow_symlinks=False)
-                return False
+                return
             except (OSError, NotImplementedError):
                 pass  # a file system without hard links: write the bytes
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        return True
-
-    def finish(self) -> None:
-        """Wait for every write; the first that failed raises its error."""
-        try:
-            while self._pending:
-                self.written += self._pending.popleft().result()
-        finally:
-            self._writers.shutdown(wait=True, cancel_futures=True)
+        self.written += 1
 
     def occupied(self, name: str) -> bool:
         """Whether ``name`` or a folder above it is taken in the new site."""
@@ -349,8 +326,6 @@ class _Staging:
 
     def discard(self) -> None:
         """Undo an unfinished build: the old site stays (or is put back) where it was."""
-        self._writers.shutdown(wait=True, cancel_futures=True)  # nothing writes any more
-        self._pending.clear()
         if self.old is not None and not os.path.lexists(self.out):
             os.rename(self.old, self.out)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -393,7 +368,6 @@ def build_site(
             staging.write(name, data)
         produced.append(MANIFEST)
         staging.write(MANIFEST, ("\n".join(sorted(produced)) + "\n").encode())
-        staging.finish()
         staging.carry_over(report)
         staging.swap_in(report)
     except OSError as error:

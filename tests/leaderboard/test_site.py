@@ -352,28 +352,3 @@ def test_two_datasets_are_two_tables_each_saying_its_dataset(tmp_path):
     assert "cub (manifest aaaaaaaa)" in index and "dtd (manifest bbbbbbbb)" in index
     rows = list(csv.DictReader(io.StringIO((report.out / "data/leaderboard.csv").read_text())))
     assert {r["dataset"] for r in rows} == {"cub:aaaaaaaaaaaa", "dtd:bbbbbbbbbbbb"}
-
-
-def test_a_write_failing_on_a_writer_thread_fails_the_build_and_keeps_the_old_site(
-    sample_dir, tmp_path, monkeypatch
-):
-    """Files are written on threads while pages render: a write that fails there still
-    fails the build with the file system's message, and the old site stays as it was."""
-    from kdbench.leaderboard import build
-
-    empty, out = tmp_path / "empty", tmp_path / "site"
-    empty.mkdir()
-    build_site(empty, out)
-    before = _site_bytes(out)
-    real_open = os.open
-
-    def full_disk(path, flags, *args, **kwargs):
-        if str(path).endswith(".html") and "/runs/" in str(path):
-            raise OSError(28, "No space left on device")
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(build.os, "open", full_disk)
-    with pytest.raises(SiteError, match="No space left on device"):
-        build_site(sample_dir, out)
-    assert _site_bytes(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "site"]
