@@ -35,6 +35,7 @@ from typing import Any
 
 from kdbench.atomic import atomic_write_bytes, atomic_write_text
 from kdbench.errors import CacheError
+from kdbench.phases import in_phase
 
 try:
     import fcntl
@@ -191,6 +192,7 @@ def read_entry(folder: Path, key: str) -> tuple[dict[str, Any], dict[str, Any]] 
         return None
 
 
+@in_phase("writing")
 def write_entry(
     folder: Path, key: str, tensors: dict[str, Any], meta: dict[str, Any] | None = None
 ) -> None:
@@ -255,6 +257,7 @@ def load_module_state(module: Any, folder: Path, key: str) -> dict[str, Any] | N
     return meta
 
 
+@in_phase("writing")
 def save_module_state(module: Any, folder: Path, key: str, meta: dict[str, Any]) -> None:
     """Cache a module's weights with ``meta`` (JSON-able) under ``key``."""
     write_entry(folder, key, module.state_dict(), meta)

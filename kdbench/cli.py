@@ -240,6 +240,12 @@ def run_command(
         help="Run device units beside others (--executor local --jobs >1): their "
         "latencies are then not comparable.",
     ),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="At the end, print where each unit's time went: data, teacher, student, "
+        "evaluation, writing, other (every record keeps the split in cost.phases).",
+    ),
 ) -> None:
     """Run protocol x method x seed units and write one record per unit.
 
@@ -281,6 +287,16 @@ def run_command(
     )
     report.unsupported = unsupported
     typer.echo(format_summary(report, out))
+    if profile:
+        from kdbench.phases import format_profile
+        from kdbench.terminal import printable
+
+        rows = [
+            (o.unit.label, o.record.cost.total_seconds, o.record.cost.phases)
+            for o in report.outcomes
+            if o.record is not None
+        ]
+        typer.echo("\n" + printable(format_profile(rows), newlines=True))
     if report.failed:
         raise typer.Exit(1)
 
@@ -390,6 +406,9 @@ def rerun_command(
         "--fresh-cache/--shared-cache",
         help="Recompute every stage in an empty cache (default), or reuse the shared cache.",
     ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bars (default: on a terminal)."
+    ),
 ) -> None:
     """Run a record's unit again from its stored config, components and seed, and print how
     each metric moved.
@@ -404,6 +423,7 @@ def rerun_command(
         out=out,
         device=device,
         fresh_cache=fresh_cache,
+        progress=progress,
         log=lambda m: typer.echo(printable(m), err=True),
     )
     typer.echo(printable(format_rerun(result), newlines=True))

@@ -19,6 +19,7 @@ from kdbench.losses.base import DistillationLoss, LossShapes
 from kdbench.methods import Recipe
 from kdbench.models.backbone import Backbone, Features
 from kdbench.models.heads import ClassifierHead
+from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.train import TrainConfig, fit, predict
 
@@ -129,6 +130,7 @@ def needs_of(terms: Sequence[tuple[DistillationLoss, float]]) -> Needs:
     return needs
 
 
+@in_phase("teacher")
 def teacher_tensors(
     teacher: Classifier | Callable[[torch.Tensor], Features],
     images: torch.Tensor,
@@ -239,6 +241,7 @@ def init_backbone(
 
 
 @torch.no_grad()
+@in_phase("evaluation")
 def accuracy_counts(
     model: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,

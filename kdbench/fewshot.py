@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from kdbench.metrics.stats import mean_ci95
+from kdbench.phases import in_phase
 from kdbench.seeding import rng
 
 EPISODE_CHUNK = 1000
@@ -503,6 +504,7 @@ def _ncm_correct(
     return correct, len(near_e)
 
 
+@in_phase("evaluation")
 def ncm_accuracy(
     features: ArrayLike,
     labels: ArrayLike,
@@ -612,6 +614,7 @@ def _class_dim(residuals: torch.Tensor, inverse: np.ndarray, counts: np.ndarray)
     return numerator / denominator if denominator > 0 else math.nan
 
 
+@in_phase("evaluation")
 def within_class_statistics(
     features: ArrayLike, labels: ArrayLike, *, center: ArrayLike | None = None
 ) -> WithinClass:
@@ -745,6 +748,7 @@ def _one_shot_variance(
     return ((v_q - a * v_s) / (1 - a)).clamp_min(0.1 * v_q)[:, None].expand(b, w)
 
 
+@in_phase("evaluation")
 def estimate_accuracy(
     features: ArrayLike,
     labels: ArrayLike,
@@ -831,6 +835,7 @@ def estimate_accuracy(
     return out
 
 
+@in_phase("evaluation")
 def loo_accuracy(
     features: ArrayLike,
     labels: ArrayLike,

@@ -41,6 +41,7 @@ from kdbench.confusers import Candidates, MissingTargetError, check_answer
 from kdbench.data.pool import Pool
 from kdbench.errors import ConfigError
 from kdbench.metrics.ranking import auroc_rows, binary_macro_f1_rows, fpr_at_tpr_rows
+from kdbench.phases import in_phase
 from kdbench.seeding import rng
 from kdbench.train import predict
 
@@ -294,6 +295,7 @@ class TaskScores:
     f1: np.ndarray
 
 
+@in_phase("evaluation")
 def score_tasks(
     image_embeddings: torch.Tensor,
     text_embeddings: torch.Tensor,
@@ -342,6 +344,7 @@ def score_tasks(
 
 
 @torch.no_grad()
+@in_phase("evaluation")
 def zero_shot_correct(
     embeddings: torch.Tensor, text: torch.Tensor, pool: Pool, chunk: int = 4096
 ) -> int:

@@ -73,10 +73,12 @@ def rerun(
     out: Path | None = None,
     device: str = "auto",
     fresh_cache: bool = True,
+    progress: bool | None = None,
     log: Callable[[str], None] = print,
 ) -> Rerun:
     """Run the unit of the record at ``path`` again (its record written under ``out``, a
-    temporary folder by default) and compare the metrics."""
+    temporary folder by default) and compare the metrics. ``progress``: bars on (True), off
+    (False) or on a terminal only (None)."""
     import os
 
     from kdbench.leaderboard.students import row_student
@@ -132,7 +134,7 @@ def rerun(
                 out=folder,
                 registry=registry,
                 device=device,
-                progress=make_progress(None),
+                progress=make_progress(progress),
                 log=log,
             )
         finally:

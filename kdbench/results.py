@@ -291,6 +291,23 @@ class Cost(_Strict):
     eval_seconds: float | None = Field(None, ge=0, le=MAX_MAGNITUDE)
     total_seconds: float = Field(ge=0, le=MAX_MAGNITUDE)
     device: Name = Field(description="torch device the unit ran on, e.g. 'cpu', 'cuda:0'.")
+    phases: dict[str, Annotated[float, Field(ge=0, le=MAX_MAGNITUDE)]] | None = Field(
+        None,
+        description=(
+            "Wall seconds of the unit per phase (data, teacher, student, evaluation, writing, "
+            "other), exclusive, adding up to total_seconds; absent in older records."
+        ),
+    )
+
+    @field_validator("phases")
+    @classmethod
+    def _known_phases(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from kdbench.phases import PHASES
+
+        unknown = sorted(set(value or {}) - set(PHASES))
+        if unknown:
+            raise ValueError(f"unknown phases {unknown}; phases are {', '.join(PHASES)}")
+        return value
 
 
 class Environment(_Strict):

@@ -35,6 +35,7 @@ from kdbench.cache import cache_dir
 from kdbench.errors import CheckpointError, OutputError, RecordError
 from kdbench.interrupts import RunInterrupted
 from kdbench.models.weights_identity import with_weights
+from kdbench.phases import PhaseClock, timing
 from kdbench.protocols.base import (
     ConfigError,
     Protocol,
@@ -311,22 +312,35 @@ def _base_record(
 
 
 def build_record(
-    unit: Unit, result: UnitResult, device: str, started: float, ran: Execution | None = None
+    unit: Unit,
+    result: UnitResult,
+    device: str,
+    started: float,
+    ran: Execution | None = None,
+    clock: PhaseClock | None = None,
 ) -> Record:
-    """The record of a finished unit: the protocol's result plus provenance."""
+    """The record of a finished unit: the protocol's result plus provenance; ``clock`` (if
+    it timed the unit) splits its wall time into phases."""
     proto: Protocol = load_protocol(unit.protocol)
     unknown = [m.name for m in result.metrics if not proto.declares(m.name)]
     if unknown:
         raise ConfigError(f"protocol {proto.name!r} returned undeclared metrics {unknown}")
     base = _base_record(unit, device, started, ran)
+    components = {"protocol": ComponentRef(**unit.protocol.ref()), **result.components}
+    components = with_weights(components)  # the sha256 of every model's tensors
+    total = time.perf_counter() - started
+    phases = None
+    if clock is not None:
+        phases = clock.seconds()  # what ran before the clock started (setup) is "other"
+        phases["other"] += max(0.0, total - sum(phases.values()))
+        phases = {name: round(seconds, 3) for name, seconds in phases.items()}
     base["cost"] = Cost(
         train_seconds=result.train_seconds,
         eval_seconds=result.eval_seconds,
-        total_seconds=time.perf_counter() - started,
+        total_seconds=total,
         device=device,
+        phases=phases,
     )
-    components = {"protocol": ComponentRef(**unit.protocol.ref()), **result.components}
-    components = with_weights(components)  # the sha256 of every model's tensors
     return Record(
         **base,
         status="ok",
@@ -367,7 +381,9 @@ def _run_once(
         progress=progress,
         log=log,
     )
-    return build_record(unit, proto.run(context), device, started, ran)
+    with timing(PhaseClock()) as clock:
+        result = proto.run(context)
+        return build_record(unit, result, device, started, ran, clock)
 
 
 def run_unit(

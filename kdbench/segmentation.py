@@ -44,6 +44,7 @@ from kdbench.models.adapters import Adapter
 from kdbench.models.backbone import Backbone
 from kdbench.models.heads import SegmentationHead
 from kdbench.models.segmenter import Segmenter, TokenHeadStep, new_head, token_features
+from kdbench.phases import in_phase
 from kdbench.seeding import rng
 from kdbench.train import TrainConfig, fit
 
@@ -284,6 +285,7 @@ def segmenter_confusions(
     return confusions(predict_batch, masks, num_classes, 1, batch_size)[0]
 
 
+@in_phase("evaluation")
 def frozen_confusions(
     backbone: Backbone,
     layers: Sequence[int],
@@ -336,6 +338,7 @@ def frozen_confusions(
     return out, heads
 
 
+@in_phase("evaluation")
 def adapted_confusions(
     backbone: Backbone,
     adapter: Adapter,

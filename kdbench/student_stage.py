@@ -35,6 +35,7 @@ from kdbench.errors import ConfigError
 from kdbench.losses.base import LossShapes
 from kdbench.methods import Recipe
 from kdbench.models.backbone import Backbone
+from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.results import ComponentRef
 from kdbench.train import TrainConfig, fit
@@ -135,6 +136,7 @@ def loss_shapes(backbone: Backbone, teacher: TeacherSource | None, num_classes: 
     )
 
 
+@in_phase("student")
 def train_student(
     model: nn.Module,
     recipe: Recipe,

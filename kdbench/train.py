@@ -24,6 +24,7 @@ from torch import nn
 
 from kdbench.atomic import atomic_save
 from kdbench.errors import CheckpointError
+from kdbench.phases import in_phase
 from kdbench.seeding import torch_generator
 
 
@@ -143,6 +144,7 @@ def _to_device(batch: Sequence[torch.Tensor], device: torch.device) -> list[torc
     return [t.to(device, non_blocking=True) for t in batch]
 
 
+@in_phase("student", weak=True)
 def fit(
     step_module: nn.Module,
     data: Sequence[torch.Tensor],
@@ -299,6 +301,7 @@ records state it (``environment.eval_batch_size``). Training batch sizes are in 
 
 
 @torch.no_grad()
+@in_phase("evaluation", weak=True)
 def predict(
     fn: Callable[[torch.Tensor], Any],
     images: torch.Tensor,

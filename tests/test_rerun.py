@@ -57,7 +57,9 @@ def test_the_command_reports_a_changed_metric_and_refuses_another_version(
     auroc["value"] += 0.25
     path = tmp_path / "edited.json"
     path.write_text(json.dumps(edited))
-    result = CliRunner().invoke(app, ["rerun", str(path), "--device", "cpu", "--shared-cache"])
+    result = CliRunner().invoke(
+        app, ["rerun", str(path), "--device", "cpu", "--shared-cache", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("auroc "))
     assert "-0.25" in line and line.rstrip().endswith(("outside CI", "differs (no CI)"))

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from kdbench.data.source import open_source
+from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
 
@@ -43,6 +44,7 @@ class BaseData:
         return self._images
 
 
+@in_phase("data")
 def load_base_data(
     base: dict[str, Any], registry: Registry, progress: Callable[..., Any] | None, key: str
 ) -> BaseData:
@@ -51,6 +53,7 @@ def load_base_data(
     return open_source(registry, base, key).base_classes(base, progress)
 
 
+@in_phase("data")
 def load_text_stage_data(
     stage: dict[str, Any],
     registry: Registry,

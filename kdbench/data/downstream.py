@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from kdbench.data.source import open_source
+from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
 
@@ -33,6 +34,7 @@ class TaskData:
         return len(self.class_names)
 
 
+@in_phase("data")
 def load_task(
     section: dict[str, Any],
     seed: int,

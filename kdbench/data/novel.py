@@ -12,6 +12,7 @@ import torch
 
 from kdbench.cache import cache_key
 from kdbench.data.source import open_source
+from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
 
@@ -28,6 +29,7 @@ class NovelData:
     identity: DatasetIdentity
 
 
+@in_phase("data")
 def load_novel(
     config: dict[str, Any], registry: Registry, progress: Callable[..., Any] | None, key: str
 ) -> NovelData:

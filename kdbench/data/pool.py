@@ -18,6 +18,7 @@ from kdbench.cache import cache_key
 from kdbench.confusers import LabelSet
 from kdbench.data.base import ClassificationSplit
 from kdbench.data.source import open_source
+from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
 
@@ -98,6 +99,7 @@ def dataset_pool(
     )
 
 
+@in_phase("data")
 def load_pool(
     section: dict[str, Any],
     registry: Registry,

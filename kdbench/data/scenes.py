@@ -20,6 +20,7 @@ from kdbench.cache import cache_key, cached_tensors
 from kdbench.data.base import IGNORE_INDEX, SegmentationSplit, check_mask
 from kdbench.data.source import open_source
 from kdbench.errors import ConfigError
+from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.results import DatasetIdentity
 
@@ -163,6 +164,7 @@ def dataset_scenes(
     )
 
 
+@in_phase("data")
 def load_scenes(
     config: dict[str, Any],
     registry: Registry,

@@ -259,7 +259,7 @@ class _Staging:
         if not _safe_entry(name):
             raise SiteError(f"refusing to write {name!r}: not a path inside the site folder")
         self._folder_for(name)
-        target = self.root / name
+        target = f"{self.root}/{name}"  # a string: no Path object per file
         old = self.previous.tree.files.get(name) if self.previous else None
         if old is not None and _same_bytes(self.out / name, old, data):
             try:

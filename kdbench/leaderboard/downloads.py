@@ -129,8 +129,22 @@ def tables_csv(tables: Sequence[Table]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _json_bytes(data: Any) -> bytes:
-    return (json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode()
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    """``data`` as JSON with each top-level value, and each element of a top-level list, on
+    a line of its own: readable and diffable, and encoded by the C encoder (indented JSON is
+    encoded in pure Python, several times slower for ten thousand rows)."""
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, list) and value:
+            body = ",\n  ".join(dump(item) for item in value)
+            lines.append(f" {dump(key)}: [\n  {body}\n ]")
+        else:
+            lines.append(f" {dump(key)}: {dump(value)}")
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
 
 
 def tables_json(tables: Sequence[Table], stamp: str | None) -> bytes:

@@ -77,8 +77,29 @@ def _ordered(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
 
 
 def pretty_json(data: Any) -> str:
-    """``data`` as indented JSON with sorted keys, as run pages show configs."""
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    """``data`` as indented JSON with sorted keys, as run pages show configs.
+
+    Indented JSON is encoded in pure Python; the compact form uses the C encoder. Run pages
+    show the same few option sets thousands of times, so each is indented once.
+    """
+    return _indented(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
+
+
+@functools.lru_cache(maxsize=4096)
+def _indented(compact: str) -> str:
+    return json.dumps(json.loads(compact), indent=2, sort_keys=True, ensure_ascii=False)
+
+
+_DIRECTION = {
+    True: Markup('<span class="dir" title="higher is better">↑</span>'),
+    False: Markup('<span class="dir" title="lower is better">↓</span>'),
+}
+
+
+def direction(column: Any) -> Markup:
+    """The arrow saying which way a metric is better (a table column or a record's metric);
+    a function rather than a template macro, since run pages call it for every metric."""
+    return _DIRECTION[bool(column.higher_is_better)]
 
 
 @functools.cache
@@ -105,6 +126,7 @@ def environment() -> jinja2.Environment:
     env.filters["pretty_json"] = pretty_json
     env.filters["prose"] = render_prose
     env.globals["format_ci"] = format_ci
+    env.globals["direction"] = direction
     env.globals["new_notes"] = Notes
     env.globals["suite_info"] = suite_info
     env.globals["about_page"] = ABOUT_PATH

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from kdbench.phases import in_phase
 
+
+@in_phase("evaluation")
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear centred kernel alignment between two feature matrices of the same examples
     (Kornblith et al., 2019): ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` with

@@ -25,6 +25,7 @@ from kdbench.distillation import Classifier, HeadStep, Needs, init_backbone, tea
 from kdbench.methods import Method
 from kdbench.models.adapters import teacher_adapter
 from kdbench.models.backbone import Backbone
+from kdbench.phases import in_phase
 from kdbench.protocols.base import UnitContext
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef
@@ -211,6 +212,7 @@ class ProbedTeacher:
         self.embed_dim, self.num_layers = backbone.embed_dim, backbone.num_layers
         self._notes: list[str] = []
 
+    @in_phase("teacher")
     def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
         device, progress = self.device, self.progress
         self.classifier.to(device).eval()

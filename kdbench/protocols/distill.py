@@ -38,6 +38,7 @@ from kdbench.methods import Method, Recipe
 from kdbench.metrics import linear_cka, proportion_ci95
 from kdbench.models.adapters import teacher_adapter
 from kdbench.models.backbone import Backbone
+from kdbench.phases import in_phase
 from kdbench.protocols.base import MetricSpec, Protocol, UnitContext, UnitResult
 from kdbench.protocols.configs import distill as distill_config
 from kdbench.registry import Component, Registry
@@ -63,6 +64,7 @@ class DistillContext:
     work_dir: Path
     progress: Callable[..., Any]
 
+    @in_phase("student")
     def train(
         self,
         step_module: torch.nn.Module,
@@ -377,6 +379,7 @@ same student. `scratch` (the student from random weights) is a reference row.
         student = trained.model
         return teacher, student, seconds + time.perf_counter() - started
 
+    @in_phase("teacher")
     def _adapt_teacher(
         self, context: UnitContext, recipe: Recipe, data: TaskData, steps: Callable[[int], int]
     ) -> tuple[Classifier, float, bool]:

@@ -21,6 +21,7 @@ from kdbench.distillation import Needs, init_backbone, teacher_tensors
 from kdbench.methods import Method
 from kdbench.models.image_text import ImageTextModel
 from kdbench.models.text_space import TextSpaceStudent, TextSpaceTeacher, fit_linear_map
+from kdbench.phases import in_phase
 from kdbench.protocols.base import UnitContext
 from kdbench.results import ComponentRef
 from kdbench.student_stage import CacheSlot, StageData, train_student
@@ -191,6 +192,7 @@ class JointSpaceTeacher:
         self.embed_dim = teacher.embed_dim
         self.num_layers = getattr(getattr(teacher, "backbone", None), "num_layers", 1)
 
+    @in_phase("teacher")
     def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
         device, progress = self.device, self.progress
         keys = needs.teacher_keys()
