@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from kdbench.cli import app
 from kdbench.errors import ConfigError
 from kdbench.export import EEE_SCHEMA_VERSION, Z95, export_records, path_part
+from kdbench.protocols.fewshot import FewShot
 from tests.leaderboard.records import CPU, GPU, make_record, metric
 
 EEE_TOP = {
@@ -79,6 +80,7 @@ def _fewshot(method, seed, acc1, *, smoke=False, null=False):
         method=method,
         seed=seed,
         smoke=smoke,
+        version=FewShot.version,  # the installed protocol's: older versions are not exported
         subject="shapes-vit-tiny",
         run_id=f"fs-{method}-{seed}-{int(smoke)}",
         metrics=metrics,
@@ -171,7 +173,7 @@ def test_lm_eval_results_group_protocols_per_row_and_seed(records, tmp_path):
     assert task["acc_1shot,none"] == 80.0
     assert task["acc_1shot_stderr,none"] == pytest.approx(0.4 / Z95)
     assert kd0["higher_is_better"]["kdbench_embedded_fewshot"]["acc_1shot"] is True
-    assert kd0["versions"] == {"kdbench_embedded_fewshot": 1}
+    assert kd0["versions"] == {"kdbench_embedded_fewshot": FewShot.version}
     assert kd0["n-samples"]["kdbench_embedded_fewshot"] == {"original": 100, "effective": 100}
     # two machines' device records of one row and seed stay two tasks
     device = json.loads((tmp_path / "lm" / names[2]).read_text())
