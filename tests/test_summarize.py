@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from kdbench.cli import app
 from kdbench.errors import ConfigError
+from kdbench.protocols.fewshot import FewShot
 from kdbench.summarize import summarize
 from tests.leaderboard.records import make_record, metric, write_records
 
@@ -22,10 +23,12 @@ def records(tmp_path):
                 make_record(
                     method=method,
                     seed=seed,
+                    version=FewShot.version,  # the installed protocol's: older ones are superseded
                     metrics=[metric("acc_1shot", value + seed * 0.5, headline=True)],
                 )
             )
-    rows.append(make_record(method="=lucky", metrics=[metric("acc_1shot", 99.0, headline=True)]))
+    lucky = metric("acc_1shot", 99.0, headline=True)
+    rows.append(make_record(method="=lucky", version=FewShot.version, metrics=[lucky]))
     write_records(tmp_path, rows)
     return tmp_path
 
