@@ -37,13 +37,12 @@ class PhaseClock:
         self._stack: list[tuple[str, bool]] = []  # (phase, weak)
         self._since = clock()
 
-    def _switch(self) -> float:
-        """Charge the time since the last switch to the running phase; return now."""
+    def _switch(self) -> None:
+        """Charge the time since the last switch to the running phase."""
         now = self._clock()
         running = self._stack[-1][0] if self._stack else "other"
         self._seconds[running] += now - self._since
         self._since = now
-        return now
 
     @contextmanager
     def phase(self, name: str, *, weak: bool = False) -> Iterator[None]:
@@ -104,12 +103,6 @@ def in_phase(name: str, *, weak: bool = False) -> Callable[[_F], _F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
-
-
-def format_phases(seconds: dict[str, float]) -> str:
-    """``data 1.2 s, teacher 10.0 s, ...`` with the phases that took any time."""
-    shown = [f"{name} {seconds[name]:.1f} s" for name in PHASES if seconds.get(name, 0) >= 0.05]
-    return ", ".join(shown) or "no time"
 
 
 def format_profile(rows: list[tuple[str, float, dict[str, float] | None]]) -> str:
