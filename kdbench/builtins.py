@@ -207,3 +207,18 @@ def kdbench_register_executors(register: Register) -> None:
         name="debug",
         description="The slurm executor's path run in this process (submitit's debug mode).",
     )
+
+
+@hookimpl
+def kdbench_register_transfer_sets(register: Register) -> None:
+    for cls, name, text in (
+        ("TaskTransfer", "task", "The task's own unlabelled images (its classes and domain)."),
+        ("GenericTransfer", "generic", "Images drawn at random from a generic pool."),
+        (
+            "RetrievedTransfer",
+            "retrieved",
+            "Query-balanced nearest neighbours of the task's labelled images in a generic pool.",
+        ),
+        ("NoTransfer", "none", "No unlabelled images: label-free losses see the labels' images."),
+    ):
+        register(f"kdbench.transfer.sets:{cls}", name=name, description=text)

@@ -90,7 +90,7 @@ def ls_command(
     kind: str | None = typer.Argument(
         None,
         help="One kind: teachers, students, adapters, losses, methods, datasets, "
-        "confusers, sensors, protocols, executors.",
+        "confusers, sensors, protocols, executors, transfer_sets.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -350,7 +350,11 @@ def plan_command(
 @app.command("compare")
 @user_errors
 def compare_command(
-    a: str = typer.Argument(..., help="Row A: METHOD or METHOD@STUDENT, e.g. kd@shapes-mobilevit."),
+    a: str = typer.Argument(
+        ...,
+        help="Row A: METHOD[@STUDENT][+TRANSFER], e.g. kd@shapes-mobilevit or kd+retrieved "
+        "(a transfer set the run chose with --set distill.transfer).",
+    ),
     b: str = typer.Argument(..., help="Row B, e.g. supervised@shapes-resnet12."),
     protocol: str = typer.Option(..., "--protocol", "-p", help="The protocol both rows ran."),
     records: Path = typer.Option(Path("results"), "--records", help="Folder of records."),
@@ -505,11 +509,13 @@ def _add_subcommands() -> None:
     """Command groups that live beside the code they drive."""
     from kdbench.device import cli as device_cli
     from kdbench.leaderboard import cli as leaderboard_cli
+    from kdbench.transfer import cli as transfer_cli
     from kdbench.world import cli as world_cli
 
     world_cli.register(app, "world")
     device_cli.register(app, "device")
     leaderboard_cli.register(app, "leaderboard")
+    transfer_cli.register(app, "transfer")
 
 
 _add_subcommands()

@@ -1,10 +1,12 @@
 """Two rows of one protocol compared seed by seed: ``kdbench compare``.
 
 A row is a method with its student (``kd@shapes-mobilevit``; a bare method name matches
-it with whichever student its records have, if only one). For each metric the difference
-is taken per seed the two rows share (the same seed draws the same episodes, tasks and
-data), and reported as the mean difference with a 95% CI from those paired differences
-(Student's t; none with a single shared seed) and the paired t-test's p-value.
+it with whichever student its records have, if only one) and, after ``+``, the transfer set
+a run chose for it (``kd+retrieved``; without one, the records on the method's own set).
+For each metric the difference is taken per seed the two rows share (the same seed draws
+the same episodes, tasks and data), and reported as the mean difference with a 95% CI from
+those paired differences (Student's t; none with a single shared seed) and the paired
+t-test's p-value.
 
 Beside it, a hierarchical paired bootstrap (:func:`kdbench.metrics.stats.paired_bootstrap`)
 resamples the seeds and, where both records keep the metric per draw and drew the same
@@ -25,6 +27,7 @@ import numpy as np
 
 from kdbench.errors import ConfigError, RecordError
 from kdbench.leaderboard.students import row_student
+from kdbench.leaderboard.transfers import row_transfer
 from kdbench.metrics.stats import mean_ci95, paired_bootstrap, paired_ci95, paired_t_p
 from kdbench.record_files import find_record_files, load_record
 from kdbench.results import Record
@@ -82,19 +85,26 @@ def _records(paths: Iterable[Path]) -> list[Record]:
     return out
 
 
+def _label(record: Record) -> str:
+    """``method[@student][+transfer]`` as a row argument names the record's row."""
+    label = "@".join(filter(None, row_of(record)))
+    chosen = record.protocol.config.get("transfer")
+    return f"{label}+{chosen}" if chosen else label
+
+
 def _select(records: list[Record], protocol: str, row: str) -> dict[int, Record]:
-    method, _, student = row.partition("@")
+    head, plus, transfer = row.partition("+")
+    method, _, student = head.partition("@")
     chosen = [
         r
         for r in records
         if r.protocol.name == protocol
         and row_of(r)[0] == method
         and (not student or row_of(r)[1] == student)
+        and (row_transfer(r) == transfer if plus else not r.protocol.config.get("transfer"))
     ]
     if not chosen:
-        known = sorted(
-            {"@".join(filter(None, row_of(r))) for r in records if r.protocol.name == protocol}
-        )
+        known = sorted({_label(r) for r in records if r.protocol.name == protocol})
         raise ConfigError(
             f"no {protocol} records of {row!r}; rows with records: {', '.join(known) or 'none'}"
         )

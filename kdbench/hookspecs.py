@@ -80,3 +80,8 @@ def kdbench_register_protocols(register: Register) -> None:
 @hookspec
 def kdbench_register_executors(register: Register) -> None:
     """Register executors, which run a run's units: ``factory(**options) -> Executor``."""
+
+
+@hookspec
+def kdbench_register_transfer_sets(register: Register) -> None:
+    """Register transfer sets, unlabelled images for distillation: ``build(request)`` objects."""

@@ -36,15 +36,17 @@ class Recipe:
     ``teacher_mode`` says how the teacher is adapted to a downstream task before distilling:
     ``lp`` (linear probe), ``ft`` (fine-tune), ``lora``, or the name of any registered adapter
     (checked when the run is planned); ``None``: no teacher is used;
-    ``student_init`` is ``pretrained`` or ``scratch``; ``transfer_set`` lets label-free
-    losses also see the protocol's unlabelled transfer images.
+    ``student_init`` is ``pretrained`` or ``scratch``; ``transfer_set`` names the registered
+    transfer set (``kdbench ls transfer_sets``) whose unlabelled images label-free losses
+    also see: ``True`` is ``task`` (the protocol's in-domain unlabelled images), ``False``
+    is ``none``; a run may override it (``--set distill.transfer=NAME``).
     """
 
     losses: tuple[LossTerm, ...]
     teacher_mode: str | None = "lp"
     teacher_options: Mapping[str, Any] = field(default_factory=dict)
     student_init: str = "pretrained"
-    transfer_set: bool = True
+    transfer_set: bool | str = True
 
     def __post_init__(self) -> None:
         if not self.losses:
@@ -148,4 +150,19 @@ SCRATCH = Method(
     recipe=Recipe(losses=(CE,), teacher_mode=None, student_init="scratch", transfer_set=False),
     reference=True,
 )
-BUILTIN_METHODS = (SUPERVISED, KD, FITNETS, TEACHER, STUDENT, SCRATCH)
+
+
+def _agnostic_fit(ctx: Any) -> Any:
+    from kdbench.transfer.agnostic import fit
+
+    return fit(ctx)
+
+
+AGNOSTIC = Method(
+    "agnostic",
+    "Task-agnostic baseline: match the pretrained teacher's features on a generic transfer "
+    "set, then fine-tune on the labels.",
+    fit=_agnostic_fit,
+    url="https://arxiv.org/abs/2311.18237",
+)
+BUILTIN_METHODS = (SUPERVISED, KD, FITNETS, TEACHER, STUDENT, SCRATCH, AGNOSTIC)

@@ -1,6 +1,6 @@
 """The component registry: every teacher, student, adapter, loss, method, dataset, confuser
-source, sensor, protocol and executor known to this process, with the distribution that
-provided it.
+source, sensor, protocol, executor and transfer set known to this process, with the
+distribution that provided it.
 
 Plugins never touch a :class:`Registry` directly: their hooks receive a :class:`Register`
 callable bound to their kind and distribution (see :mod:`kdbench.hookspecs`).
@@ -30,6 +30,7 @@ KINDS: tuple[str, ...] = (
     "sensors",
     "protocols",
     "executors",
+    "transfer_sets",
 )
 """Every kind of component; each has one ``kdbench_register_<kind>`` hook in
 :mod:`kdbench.hookspecs`."""

@@ -39,6 +39,7 @@ from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.results import ComponentRef
 from kdbench.train import TrainConfig, fit
+from kdbench.transfer import transfer_name
 
 
 class TeacherSource(Protocol):
@@ -82,7 +83,8 @@ class FrozenTeacher:
 @dataclass
 class StageData:
     """What the stage trains on: labelled images, and unlabelled transfer images that
-    label-free losses also see when the recipe asks for them (``recipe.transfer_set``)."""
+    label-free losses also see when the recipe names a transfer set (``recipe.transfer_set``
+    other than ``none``); the protocol builds the images of the set it names."""
 
     images: Callable[[], torch.Tensor] | torch.Tensor
     labels: torch.Tensor
@@ -187,7 +189,8 @@ def train_student(
                     "teacher_mode or drop the losses that read the teacher"
                 )
             transfer = data.transfer
-            if recipe.transfer_set and transfer is not None and len(transfer):
+            wanted = transfer_name(recipe.transfer_set) != "none"
+            if wanted and transfer is not None and len(transfer):
                 images = torch.cat([images, transfer])
                 labels = torch.cat([labels, torch.full((len(transfer),), -1)])
         tensors: tuple[torch.Tensor, ...] = (images, labels)

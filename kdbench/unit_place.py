@@ -9,6 +9,8 @@ paths:
   section reads (left out when every section reads the generated Shapes world);
 - the models: ``<teacher>-<sha256[:8]>`` of the teacher spec and the student's options,
   when either differs from the protocol's default for the suite;
+- the transfer set: ``transfer-<name>`` when the config names one for every method
+  (``--set distill.transfer=NAME``) instead of each recipe's own;
 - the device: the device fingerprint id (``cpu-86036630c655e45f``) of the ``device``
   protocol's units, so two machines never share a record file.
 
@@ -187,6 +189,14 @@ def models_part(protocol: Any, config: dict[str, Any], default: dict[str, Any]) 
     return f"{slug(str(name).split(':', 1)[-1])}-{digest}"
 
 
+def transfer_part(protocol: Any, config: dict[str, Any]) -> str | None:
+    """The transfer-set folder name (``transfer-retrieved_by_student``) when the config
+    names a transfer set for every method instead of each recipe's own."""
+    key = getattr(protocol, "transfer_key", None)
+    value = config.get(key) if key else None
+    return f"transfer-{slug(str(value).replace(':', '_').replace('=', '_'))}" if value else None
+
+
 def weights_problems(key: str, spec: dict[str, Any] | None) -> list[str]:
     """A weights file a model spec names that does not exist."""
     if not spec:
@@ -242,7 +252,11 @@ def place_units(units: Sequence[Any], registry: Any, device: str | None = None) 
         index = (unit.protocol.name, unit.suite, unit.smoke)
         if index not in defaults:
             defaults[index] = proto.config(unit.suite, unit.smoke)
-        parts = [data, models_part(proto, unit.config, defaults[index])]
+        parts = [
+            data,
+            models_part(proto, unit.config, defaults[index]),
+            transfer_part(proto, unit.config),
+        ]
         if device is not None:
             machine_key = (unit.protocol.name, canonical_json(unit.config))
             if machine_key not in machines:

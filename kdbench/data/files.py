@@ -141,6 +141,20 @@ class FileSource(DataSource):
             {"train": train_split.manifest_sha256},
         )
 
+    def generic_pool(self, section: dict[str, Any], options: dict[str, Any], request: Any) -> Any:
+        """The image folder the transfer set's ``pool`` option names (any folder of
+        images, e.g. ImageNet's train folder), decoded like the task's images."""
+        from kdbench.transfer.pool import FolderPool
+
+        if not options.get("pool"):
+            raise ConfigError(
+                "a generic pool on disk is an image folder given by path: --set "
+                "distill.transfer=retrieved:pool=/data/imagenet/train"
+            )
+        return FolderPool(
+            Path(str(options["pool"])), section["image_size"], section["resize"], request.progress
+        )
+
     def pool(
         self, section: dict[str, Any], progress: Progress | None, cache_root: Path | None
     ) -> Pool:

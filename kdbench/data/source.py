@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from kdbench.data.pool import Pool
     from kdbench.data.scenes import SceneData
     from kdbench.registry import Registry
+    from kdbench.transfer import TransferRequest
+    from kdbench.transfer.pool import GenericPool
 
 DEFAULT_DATASET = "shapes"
 """The dataset of a config section that names none."""
@@ -77,6 +79,13 @@ class DataSource:
     def scenes(self, config: dict[str, Any], progress: Progress | None) -> SceneData:
         """A segmentation support pool and evaluation set."""
         raise self._cannot("segmentation scenes")
+
+    def generic_pool(
+        self, section: dict[str, Any], options: dict[str, Any], request: TransferRequest
+    ) -> GenericPool:
+        """A large unlabelled pool of images not curated for any task, for the ``generic``
+        and ``retrieved`` transfer sets (``options``: the transfer set's)."""
+        raise self._cannot("generic image pool")
 
 
 def dataset_name(section: dict[str, Any]) -> str:

@@ -3,7 +3,8 @@
 One table per (suite, protocol, protocol version, dataset, teacher) and, for the device
 protocol, per device fingerprint, so versions, suites, datasets, teachers and devices are
 never mixed. One row per (method, method
-version, student): the same method with two students is two rows. Each metric is the mean
+version, student, transfer set): the same method with two students, or distilled on two
+transfer sets, is two rows. Each metric is the mean
 over seeds, with a 95% CI across the seeds (Student's t, n-1) when there are two or more
 (:func:`kdbench.metrics.stats.mean_ci95`). A one-seed cell has no interval: the record's own
 CI (over its episodes, tasks or draws) is another quantity, kept apart in
@@ -30,13 +31,15 @@ from kdbench.leaderboard.baselines import Delta, attach_deltas
 from kdbench.leaderboard.datasets import dataset_label, teacher_label
 from kdbench.leaderboard.intake import RecordFile, table_key
 from kdbench.leaderboard.students import row_label, row_student
+from kdbench.leaderboard.transfers import row_transfer
 from kdbench.metrics.stats import critical_value
 from kdbench.results import Record
 
 #: Columns that identify a table.
 TABLE_KEYS = ("suite", "protocol", "version", "dataset", "teacher", "device")
-#: Columns that identify a row within a table (``student`` as :func:`student_key` writes it).
-ROW_KEYS = (*TABLE_KEYS, "method", "method_version", "student")
+#: Columns that identify a row within a table (``student`` as :func:`student_key` writes it,
+#: ``transfer`` the row's transfer set or ``""``).
+ROW_KEYS = (*TABLE_KEYS, "method", "method_version", "student", "transfer")
 
 
 def student_key(student: str | None) -> str:
@@ -95,6 +98,12 @@ class Row:
     student: str | None = None
     """The registered name of the student the row scores; None for rows that score the
     teacher (or records that name no student)."""
+    transfer: str | None = None
+    """The transfer set the row's student was distilled on (:mod:`.transfers`); None where
+    the protocol has none."""
+    transfer_chosen: bool = False
+    """The run chose the transfer set for every method (``--set distill.transfer``) instead
+    of the method's recipe: the row is a variant of the method's own."""
     rank: int | None = None
     per_seed: dict[str, dict[int, float]] = field(default_factory=dict)
     """Each metric's value per seed (the mean if a seed has several records)."""
@@ -187,6 +196,7 @@ def metric_frame(files: Sequence[RecordFile]) -> pd.DataFrame:
             record.method.name,
             record.method.version,
             student_key(row_student(record)),
+            row_transfer(record) or "",
         )
         for position, metric in enumerate(record.metrics):
             for name, value in zip(ROW_KEYS, keys, strict=True):
@@ -273,7 +283,14 @@ def rank_rows(
         value = row.value(sort_metric)
         missing = value is None
         signed = 0.0 if value is None else (-value if higher_is_better else value)
-        key = (missing, signed, row.method, row.method_version, student_key(row.student))
+        key = (
+            missing,
+            signed,
+            row.method,
+            row.method_version,
+            student_key(row.student),
+            row.transfer or "",
+        )
         return (row.preliminary, *key)
 
     ordered = sorted(rows, key=order)
@@ -343,11 +360,16 @@ def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> lis
             )
         table_frames = dict(iter(frame.groupby(list(TABLE_KEYS), sort=True)))
 
-    grouped: dict[tuple[object, ...], dict[tuple[str, str, str], list[RecordFile]]] = {}
+    grouped: dict[tuple[object, ...], dict[tuple[str, str, str, str], list[RecordFile]]] = {}
     for file in files:
         record = file.record
         assert record is not None
-        row_key = (record.method.name, record.method.version, student_key(row_student(record)))
+        row_key = (
+            record.method.name,
+            record.method.version,
+            student_key(row_student(record)),
+            row_transfer(record) or "",
+        )
         grouped.setdefault(table_key(record), {}).setdefault(row_key, []).append(file)
 
     tables = []
@@ -356,11 +378,11 @@ def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> lis
         part = table_frames.get(key)
         columns, sort_metric = _columns(part) if part is not None else ([], None)
         rows = []
-        for (method, method_version, student), row_files in sorted(grouped[key].items()):
+        for (method, method_version, student, transfer), row_files in sorted(grouped[key].items()):
             records = [f.record for f in row_files if f.record is not None]
             row_cells = {}
             for column in columns:
-                cell = cells.get((*key, method, method_version, student, column.name))
+                cell = cells.get((*key, method, method_version, student, transfer, column.name))
                 if cell is not None:
                     row_cells[column.name] = cell
             runs = sorted(
@@ -376,6 +398,8 @@ def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> lis
                     runs=runs,
                     subject=_subject(records),
                     student=row_student(records[0]),
+                    transfer=transfer or None,
+                    transfer_chosen=bool(records[0].protocol.config.get("transfer")),
                     per_seed=_per_seed(records),
                     self_reported=tuple(
                         dict.fromkeys(why for r in records for why in self_reported(r))

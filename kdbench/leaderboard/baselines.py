@@ -75,15 +75,21 @@ def is_baseline(row: Row) -> bool:
 
 
 def _baseline_for(row: Row, baselines: Sequence[Row]) -> Row | None:
-    """The baseline row with ``row``'s student; of several versions, the one sharing the
-    most seeds with ``row``, then the highest version."""
+    """The baseline row with ``row``'s student; of several, the one on the same transfer
+    set (else the baseline's own), then the one sharing the most seeds with ``row``, then
+    the highest version."""
     same = [b for b in baselines if b.student == row.student]
     if row.student is None or not same:
         return None
     own = {run.seed for run in row.runs}
 
-    def preference(baseline: Row) -> tuple[int, str]:
-        return len(own & {run.seed for run in baseline.runs}), baseline.method_version
+    def preference(baseline: Row) -> tuple[bool, bool, int, str]:
+        return (
+            baseline.transfer == row.transfer,
+            not baseline.transfer_chosen,
+            len(own & {run.seed for run in baseline.runs}),
+            baseline.method_version,
+        )
 
     return max(same, key=preference)
 

@@ -105,6 +105,7 @@ def best_within(
             c.row.method,
             c.row.method_version,
             student_key(c.row.student),
+            c.row.transfer or "",
         )
 
     fitting = sorted((c for c in candidates if fits(c)), key=order)

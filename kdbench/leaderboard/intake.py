@@ -16,6 +16,7 @@ from kdbench.leaderboard.datasets import dataset_key, teacher_key
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.links import SitePages
 from kdbench.leaderboard.students import row_student
+from kdbench.leaderboard.transfers import row_transfer
 from kdbench.record_files import find_record_files, parse_record_bytes, read_record_bytes
 from kdbench.results import Record
 
@@ -182,13 +183,14 @@ def table_key(record: Record) -> tuple[object, ...]:
 
 def unit_key(record: Record) -> tuple[object, ...]:
     """What makes two records runs of the same unit (the newer one is used): the same
-    method with another student, on another dataset (name and manifest), from another
-    teacher or on another device is another unit."""
+    method with another student or transfer set, on another dataset (name and manifest),
+    from another teacher or on another device is another unit."""
     return (
         *table_key(record),
         record.method.name,
         record.method.version,
         row_student(record),
+        row_transfer(record),
         record.seed,
     )
 

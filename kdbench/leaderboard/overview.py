@@ -73,6 +73,8 @@ def build_overview(suite: str, tables: Sequence[Table], catalog: Catalog) -> Ove
     for table in tables:
         index: dict[tuple[str, str | None], list[Row]] = {}
         for row in table.rows:
+            if row.transfer_chosen:  # a run's variant: the overview shows the method's own
+                continue
             index.setdefault((row.method, row.student), []).append(row)
             pairs.setdefault((row.method, row.student), []).append(row)
         by_pair.append(index)

@@ -193,8 +193,16 @@ class TableView:
 
     @property
     def column_count(self) -> int:
-        """Columns of the table: rank, method, student, version, metrics, deltas, seeds, runs."""
-        return 6 + len(self.table.columns) + len(self.delta_columns)
+        """Columns of the table: rank, method, student, (transfer set,) version, metrics,
+        deltas, seeds, runs."""
+        return 6 + bool(self.transfers) + len(self.table.columns) + len(self.delta_columns)
+
+    @functools.cached_property
+    def transfers(self) -> list[str]:
+        """The transfer sets of the table's rows, sorted (what the Transfer set column and
+        filter show); empty when the rows do not differ in it."""
+        found = sorted({row.transfer for row in self.table.rows if row.transfer is not None})
+        return found if len(found) > 1 else []
 
     @functools.cached_property
     def rows_by_method(self) -> dict[str, list[Row]]:

@@ -95,6 +95,10 @@ class Protocol(ABC):
     teacher_key: ClassVar[str | None] = None
     """The dotted config key of the teacher (``{name, options}``), which ``kdbench run
     --teacher`` sets; ``None`` if the protocol has no teacher."""
+    transfer_key: ClassVar[str | None] = None
+    """The top-level config key naming the transfer set (``kdbench ls transfer_sets``) every
+    method of a run distils on instead of its recipe's; ``None`` if the protocol has no
+    transfer set. Optional: left out of the config (and its hash) when not set."""
 
     def data_sections(self, config: dict[str, Any], subject: Subject) -> dict[str, dict[str, Any]]:
         """The config sections naming a dataset (``{"dataset", "root", ...}``) that a unit
@@ -213,8 +217,13 @@ class Protocol(ABC):
             )
         where = f"protocol {self.name!r} ({suite})"
         config = copy.deepcopy(self.default_config(suite, smoke))
+        optional = self.transfer_key
+        if optional is not None:
+            config.setdefault(optional, None)
         for key, value in (overrides or {}).items():
             apply_override(config, key, value, where=where, prefix=self.name)
+        if optional is not None and config.get(optional) is None:
+            del config[optional]
         model = self.config_models.get(suite)
         if model is None:
             return config

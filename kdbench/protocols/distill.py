@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,6 +46,13 @@ from kdbench.results import ComponentRef
 from kdbench.student_stage import FrozenTeacher, StageData, train_student
 from kdbench.subjects import Subject, subject_of
 from kdbench.train import TrainConfig, TrainResult, fit, predict
+from kdbench.transfer import (
+    TransferImages,
+    TransferRequest,
+    build_transfer,
+    parse_transfer,
+    transfer_name,
+)
 
 
 @dataclass
@@ -63,6 +70,10 @@ class DistillContext:
     seed: int
     work_dir: Path
     progress: Callable[..., Any]
+    transfer: Callable[[str], TransferImages] | None = None
+    """``transfer(default)``: the run's transfer set (``--set distill.transfer``), else the
+    registered set ``default`` (``task``, ``generic``, ...), built for this task and seed;
+    the record names the last one built."""
 
     @in_phase("student")
     def train(
@@ -92,7 +103,8 @@ class DistillContext:
 class DistillResult:
     """What a method's own ``fit`` returns."""
 
-    teacher: Classifier
+    teacher: Classifier | None
+    """None for a method that adapts no teacher (teacher_top1 is then null)."""
     student: Classifier
     notes: list[str] = field(default_factory=list)
     components: dict[str, ComponentRef] = field(default_factory=dict)
@@ -110,6 +122,7 @@ class Distill(Protocol):
     name = "distill"
     student_key = "student"
     teacher_key = "teacher"
+    transfer_key = "transfer"
     version = 2
     config_models = distill_config.MODELS
     description = "Task-specific distillation: adapted teacher -> student on a downstream task."
@@ -250,10 +263,18 @@ same student. `scratch` (the student from random weights) is a reference row.
             predict(pre_student, cka_images, device=device),
         )
 
+        built: list[TransferImages] = []
+
+        def transfer(default: str) -> TransferImages:
+            built.append(self._transfer(context, data, default))
+            return built[-1]
+
         if subject_of(method) in (Subject.RECIPE, Subject.SCRATCH):
             assert method.recipe is not None
+            images = transfer(transfer_name(method.recipe.transfer_set))
+            recipe = replace(method.recipe, transfer_set=images.name)
             teacher, student, train_seconds = self._run_recipe(
-                context, method.recipe, data, steps, components, notes
+                context, recipe, data, images, steps, components, notes
             )
         else:  # Subject.FIT: the only other subject distill admits
             assert method.fit is not None
@@ -269,6 +290,7 @@ same student. `scratch` (the student from random weights) is a reference row.
                 seed=context.seed,
                 work_dir=context.work_dir,
                 progress=context.progress,
+                transfer=transfer,
             )
             started = time.perf_counter()
             result: DistillResult = method.fit(ctx)
@@ -277,13 +299,23 @@ same student. `scratch` (the student from random weights) is a reference row.
             notes += result.notes
             components.update(result.components)
 
+        statistics: dict[str, Any] = {}
+        if built:
+            chosen = built[-1]
+            components["transfer_set"] = ComponentRef(
+                **registry.get("transfer_sets", chosen.name).ref(),
+                options=chosen.record_options(),
+            )
+            notes += chosen.notes
+            if chosen.statistics:
+                statistics["transfer"] = chosen.statistics
         eval_started = time.perf_counter()
         n = data.num_classes
         student_cm = accuracy_counts(
             student.to(device).eval(), data.test_images, data.test_labels, n, device=device
         )
         s_acc, s_ci = proportion_ci95(int(student_cm.trace()), int(student_cm.sum()))
-        statistics: dict[str, Any] = {"student_confusion": student_cm.tolist()}
+        statistics["student_confusion"] = student_cm.tolist()
         metrics = [self.metric("student_top1")(s_acc, ci95=s_ci, n=int(student_cm.sum()))]
         if teacher is not None:
             teacher_cm = accuracy_counts(
@@ -326,6 +358,7 @@ same student. `scratch` (the student from random weights) is a reference row.
         context: UnitContext,
         recipe: Recipe,
         data: TaskData,
+        transfer: TransferImages,
         steps: Callable[[int], int],
         components: dict[str, ComponentRef],
         notes: list[str],
@@ -360,7 +393,7 @@ same student. `scratch` (the student from random weights) is a reference row.
         trained = train_student(
             Classifier(backbone, data.num_classes),
             recipe,
-            StageData(data.train_images, data.train_labels, data.num_classes, data.transfer_images),
+            StageData(data.train_images, data.train_labels, data.num_classes, transfer.images),
             TrainConfig(
                 epochs=1,
                 steps=steps(config["student_epochs"]),
@@ -378,6 +411,20 @@ same student. `scratch` (the student from random weights) is a reference row.
         notes += trained.notes
         student = trained.model
         return teacher, student, seconds + time.perf_counter() - started
+
+    def _transfer(self, context: UnitContext, data: TaskData, default: str) -> TransferImages:
+        """The run's transfer set (``config["transfer"]``), else ``default``, for this unit."""
+        return distill_transfer(
+            context.config,
+            data,
+            context.seed,
+            default,
+            context.registry,
+            context.device,
+            progress=context.progress,
+            smoke=context.smoke,
+            cache_root=context.cache_dir,
+        )
 
     @in_phase("teacher")
     def _adapt_teacher(
@@ -443,6 +490,41 @@ same student. `scratch` (the student from random weights) is a reference row.
             seconds = time.perf_counter() - t0
             save_module_state(teacher, folder, key, {"train_seconds": seconds, "mode": mode})
             return teacher, seconds, False
+
+
+def distill_transfer(
+    config: dict[str, Any],
+    data: TaskData,
+    seed: int,
+    default: str,
+    registry: Registry,
+    device: str,
+    *,
+    progress: Callable[..., Any] | None = None,
+    smoke: bool = False,
+    cache_root: Path | None = None,
+) -> TransferImages:
+    """The transfer set ``config["transfer"]`` names (``NAME[:key=value,...]``), else
+    ``default``, built for the task ``data`` and ``seed``; retrieval embeds with the
+    config's pretrained teacher (or student)."""
+    name, options = parse_transfer(config["transfer"]) if config.get("transfer") else (default, {})
+    models = {
+        "teacher": lambda: init_backbone(registry, "teachers", config["teacher"]),
+        "student": lambda: init_backbone(registry, "students", config["student"]),
+    }
+    request = TransferRequest(
+        task=data,
+        section=config["data"],
+        seed=seed,
+        options=options,
+        registry=registry,
+        device=device,
+        models=models,
+        progress=progress,
+        smoke=smoke,
+        cache_root=cache_root,
+    )
+    return build_transfer(name, request)
 
 
 class _ClassifierStep(torch.nn.Module):

@@ -216,6 +216,19 @@ class ShapesSource(DataSource):
     ) -> Pool:
         return shapes_pool(section["splits"], section["per_class"], section["domain"], cache_root)
 
+    def generic_pool(self, section: dict[str, Any], options: dict[str, Any], request: Any) -> Any:
+        """The world's generic pool (:class:`~kdbench.transfer.pool.ShapesPool`): options
+        ``per_class`` (images per class and domain, 60; 2 in smoke runs) and ``scenery``
+        (images without a labelled object per domain, 1,600; 20 in smoke runs)."""
+        from kdbench.transfer.pool import ShapesPool
+
+        smoke = request.smoke
+        return ShapesPool(
+            per_class=int(options.get("per_class", 2 if smoke else 60)),
+            scenery=int(options.get("scenery", 20 if smoke else 1600)),
+            cache_root=request.cache_root,
+        )
+
     def scenes(self, config: dict[str, Any], progress: Progress | None) -> SceneData:
         data = config["data"]
         return shapes_scenes(data["pool"], data["eval"], data["domain"], data["max_objects"])

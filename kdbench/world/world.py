@@ -98,6 +98,19 @@ class ShapesWorld:
             out[start : start + len(c)] = render.finish(g, canvas, domain)
         return out
 
+    def render_scenery(self, n: int, seed: int, stream: str, domain: str = "base") -> np.ndarray:
+        """``n`` images of background and clutter alone, without a labelled object: uint8
+        (N, 3, S, S). The generic transfer pool mixes them in as distractors."""
+        res = self.image_size * render.SUPERSAMPLE
+        out = np.empty((n, 3, self.image_size, self.image_size), dtype=np.uint8)
+        for start in range(0, n, CHUNK):
+            m = min(CHUNK, n - start)
+            g = rng(seed, "scenery", stream, domain, start // CHUNK)
+            canvas = render.background(g, m, res, domain)
+            render.clutter(g, m, res, canvas, count=3)
+            out[start : start + m] = render.finish(g, canvas, domain)
+        return out
+
     def images(
         self,
         split: str,

@@ -86,7 +86,8 @@
   function setUpFilters(tools) {
     var input = tools.querySelector("input.table-filter");
     var student = tools.querySelector("select.student-filter");
-    var owner = input || student;
+    var transfer = tools.querySelector("select.transfer-filter");
+    var owner = input || student || transfer;
     if (!owner) return;
     var table = document.getElementById(owner.getAttribute("data-table"));
     if (!table || !table.tBodies.length) return;
@@ -98,12 +99,16 @@
     function apply() {
       var words = input ? input.value.toLowerCase().split(/\s+/).filter(Boolean) : [];
       var chosen = student ? student.value : "";
+      var set = transfer ? transfer.value : "";
       var shown = 0;
       rows.forEach(function (row) {
         var text = row.textContent.toLowerCase();
         var match = words.every(function (word) { return text.indexOf(word) !== -1; });
         if (match && chosen !== "" && row.hasAttribute("data-student")) {
           match = "@" + row.getAttribute("data-student") === chosen;
+        }
+        if (match && set !== "") {
+          match = row.getAttribute("data-transfer") === set;
         }
         row.hidden = !match;
         if (match) shown += 1;
@@ -112,6 +117,7 @@
     }
     if (input) input.addEventListener("input", apply);
     if (student) student.addEventListener("change", apply);
+    if (transfer) transfer.addEventListener("change", apply);
     tools.hidden = false;
     apply();
   }

@@ -45,6 +45,10 @@ class Distill(ConfigModel):
     """LoRA options when the teacher mode is ``lora``."""
     cka_images: PositiveInt
     """Test images the linear CKA between teacher and student is computed on."""
+    transfer: str | None = Field(default=None, json_schema_extra={"omit_if_unset": True})
+    """The transfer set every method of the run distils on, ``NAME[:key=value,...]``
+    (``kdbench ls transfer_sets``; e.g. ``retrieved:by=student``), instead of the one each
+    recipe names. Left out of the recorded config when not set."""
 
 
 class ShapesTask(ConfigModel):

@@ -32,7 +32,12 @@ def check_config(
     ``where`` says whose config it is. Raises :class:`ConfigError` with one line.
     """
     try:
-        return _without_unset_loader_options(model.model_validate(config).model_dump(), config)
+        dumped = model.model_validate(config).model_dump()
+        for name, info in model.model_fields.items():  # keys added after records existed
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("omit_if_unset") and name not in config:
+                dumped.pop(name, None)
+        return _without_unset_loader_options(dumped, config)
     except ValidationError as error:
         problems = list(dict.fromkeys(_problem(model, e, key) for e in error.errors()))
         raise ConfigError(f"{where}: {'; '.join(problems)}") from None
