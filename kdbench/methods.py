@@ -96,6 +96,9 @@ class Method:
     cannot score (see :mod:`kdbench.subjects`). A method that only works with some students
     takes a keyword ``student`` as well (the registered name, or ``None`` for the protocol's
     default) and says why it refuses the others."""
+    in_default_run: bool = True
+    """Whether ``kdbench run`` without ``--method`` runs it (only kdbench's own methods are
+    run by default); ``False`` for a method that must be asked for by name."""
 
     def __post_init__(self) -> None:
         if self.recipe is not None and self.fit is not None:
@@ -164,5 +167,6 @@ AGNOSTIC = Method(
     "set, then fine-tune on the labels.",
     fit=_agnostic_fit,
     url="https://arxiv.org/abs/2311.18237",
+    in_default_run=False,  # a transfer-set study's baseline, distill only: ask for it by name
 )
 BUILTIN_METHODS = (SUPERVISED, KD, FITNETS, TEACHER, STUDENT, SCRATCH, AGNOSTIC)

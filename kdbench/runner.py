@@ -150,8 +150,13 @@ class RunReport:
 
 
 def default_methods(registry: Registry) -> list[str]:
-    """The methods ``kdbench run`` uses when none are named: those kdbench ships."""
-    return [c.name for c in registry.components("methods") if c.distribution == "kdbench"]
+    """The methods ``kdbench run`` uses when none are named: those kdbench ships, less the
+    ones that ask to be named (``Method.in_default_run``)."""
+    return [
+        c.name
+        for c in registry.components("methods")
+        if c.distribution == "kdbench" and getattr(c.load(), "in_default_run", True)
+    ]
 
 
 def plan(

@@ -256,6 +256,35 @@ def test_the_task_agnostic_baseline_distils_on_the_generic_pool(world_weights, t
     assert {"stage1:loss:fitnets", "stage2:loss:ce"} <= set(record.components)
 
 
+def test_the_agnostic_baseline_is_run_only_when_named():
+    registry = plugins.get_registry()
+    assert "agnostic" not in runner.default_methods(registry)
+    assert {"kd", "supervised"} <= set(runner.default_methods(registry))
+
+
+def test_building_the_transfer_set_is_not_training_time(world_weights, tmp_path, monkeypatch):
+    """A fit method asks for its transfer set while it trains; the time spent building it
+    (rendering, embedding, retrieval) is data, as it is for recipes."""
+    import time
+
+    from kdbench.protocols.distill import Distill
+
+    build = Distill._transfer
+
+    def slow(self, *args, **kwargs):
+        time.sleep(3.0)
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(Distill, "_transfer", slow)
+    registry = plugins.get_registry()
+    units, _ = runner.plan(registry, protocols=["distill"], methods=["agnostic"], smoke=True)
+    report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)
+    assert not report.failed, [o.message for o in report.failed]
+    record = load_record(tmp_path / "embedded/distill/agnostic-seed0.smoke.json")
+    train = record.metric("train_seconds").value
+    assert train < record.cost.total_seconds - 2.9, (train, record.cost.total_seconds)
+
+
 def test_other_protocols_refuse_the_agnostic_method():
     registry = plugins.get_registry()
     _, refused = runner.plan(
@@ -296,6 +325,7 @@ def _distill(method, seed, top1, transfer=None, component=True):
     config = {"episodes": 1} if transfer is None else {"episodes": 1, "transfer": transfer}
     record = make_record(
         protocol="distill",
+        version=load_protocol(plugins.get_registry().get("protocols", "distill")).version,
         method=method,
         seed=seed,
         config=config,
