@@ -52,13 +52,11 @@ def _main(
 
 
 def _echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    from kdbench.terminal import printable
+    from kdbench.terminal import printable, text_table
 
     cells = [[printable(r[c]) if r.get(c) is not None else "" for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
-    for row in cells:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    for line in text_table([c.upper() for c in columns], cells, rule=False):
+        typer.echo(line)
 
 
 @app.command("plugins")

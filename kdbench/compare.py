@@ -31,6 +31,7 @@ from kdbench.leaderboard.transfers import row_transfer
 from kdbench.metrics.stats import mean_ci95, paired_bootstrap, paired_ci95, paired_t_p
 from kdbench.record_files import find_record_files, load_record
 from kdbench.results import Record
+from kdbench.terminal import text_table
 
 COSTS = ("params_m", "gflops", "latency_p50_ms")
 """Device metrics shown beside a comparison (when the folder has them)."""
@@ -260,7 +261,7 @@ def format_comparison(c: Comparison) -> str:
 
     lines = [f"{c.protocol}: {c.a} (A) vs {c.b} (B), paired over shared seeds", ""]
     header = ("metric", "A", "B", "A - B ± 95% CI (t)", "p (t)", "bootstrap 95% CI", "p", "seeds")
-    rows = [header]
+    rows = []
     for p in c.metrics:
         ci = f" ± {p.ci95:.2f}" if p.ci95 is not None else " (one seed: no CI)"
         shown = "n/a" if p.diff is None else f"{p.diff:+.2f}{ci}"
@@ -280,11 +281,7 @@ def format_comparison(c: Comparison) -> str:
     for metric, (x, y) in c.costs.items():
         ratio = f"A/B = {x / y:.2f}" if x is not None and y else ""
         rows.append((f"{metric} (device)", num(x, 3), num(y, 3), ratio, "", "", "", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += text_table(header, rows)
     levels = sorted({p.level for p in c.metrics if p.bootstrap is not None})
     if levels:
         lines += [

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from kdbench.terminal import text_table
+
 #: The phases, in the order they are reported; ``other`` is what none of them claims.
 PHASES = ("data", "teacher", "student", "evaluation", "writing", "other")
 
@@ -110,7 +112,7 @@ def format_profile(rows: list[tuple[str, float, dict[str, float] | None]]) -> st
     seconds and phases; ``None`` for a record without them), then the sum over units with
     each phase's share of the total."""
     header = ("unit", "total s", *PHASES)
-    table = [header]
+    table: list[tuple[str, ...]] = []
     sums = dict.fromkeys(PHASES, 0.0)
     total_sum = 0.0
     for label, total, phases in rows:
@@ -129,11 +131,4 @@ def format_profile(rows: list[tuple[str, float, dict[str, float] | None]]) -> st
                 *(f"{sums[n]:.1f} ({100 * sums[n] / total_sum:.0f}%)" for n in PHASES),
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    for i, row in enumerate(table):
-        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:]))]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(text_table(header, table, numeric=True))

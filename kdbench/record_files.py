@@ -11,6 +11,7 @@ import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +83,28 @@ def _field_name(parts: Iterable[object]) -> str:
 
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
+_NOT_BRACKETS = str.maketrans("", "", "".join(chr(c) for c in range(128) if chr(c) not in "[]{}"))
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 # An escape that may spell half of a surrogate pair.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _too_deep(text: str) -> bool:
     """Whether the JSON ``text`` nests more than :data:`MAX_DEPTH` levels (found without
-    parsing it, so without recursion)."""
+    parsing it, so without recursion).
+
+    Outside its strings, JSON text is ASCII: the brackets are kept, every other character
+    dropped (one C-level pass), and the depth is the running sum of +1 per opening and -1 per
+    closing bracket. Text that is not ASCII outside its strings is not JSON; the bracket loop
+    judges it as before, and the parser then reports it."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False  # brackets inside strings only add to the count: never too deep
+    outside = _JSON_STRING.sub("", text)
+    if outside.isascii():
+        brackets = outside.translate(_NOT_BRACKETS)
+        return bool(brackets) and max(accumulate(map(_STEP.__getitem__, brackets))) > MAX_DEPTH
     depth = 0
-    for bracket in _BRACKET.findall(_JSON_STRING.sub("", text)):
+    for bracket in _BRACKET.findall(outside):
         if bracket in "[{":
             depth += 1
             if depth > MAX_DEPTH:

@@ -28,6 +28,7 @@ from pathlib import Path
 from kdbench.errors import ConfigError
 from kdbench.record_files import load_record
 from kdbench.results import Record
+from kdbench.terminal import text_table
 
 
 @dataclass
@@ -171,13 +172,9 @@ def format_rerun(result: Rerun) -> str:
         *(f"warning: {w}" for w in result.warnings),
         "",
     ]
-    rows = [("metric", "stored", "re-run", "re-run - stored", "verdict")]
+    rows = []
     for c in result.changes:
         diff = "" if c.diff is None else f"{c.diff:+.6g}"
         rows.append((c.name, num(c.stored), num(c.rerun), diff, c.verdict))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += text_table(("metric", "stored", "re-run", "re-run - stored", "verdict"), rows)
     return "\n".join(lines)

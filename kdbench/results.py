@@ -421,8 +421,8 @@ class Record(_Strict):
         if self.status == "ok" and self.dataset is None:
             raise ValueError("status 'ok' needs a `dataset`")
         names = [m.name for m in self.metrics]
-        dupes = sorted(n for n, k in Counter(names).items() if k > 1)
-        if dupes:
+        if len(set(names)) != len(names):
+            dupes = sorted(n for n, k in Counter(names).items() if k > 1)
             raise ValueError(f"metric names repeat: {dupes}")
         return self
 

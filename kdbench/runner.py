@@ -62,7 +62,7 @@ from kdbench.results import (
 from kdbench.runtime import bars_shown, is_main_process, make_progress, resolve_device
 from kdbench.seeding import seed_everything
 from kdbench.subjects import Subject, subject_of
-from kdbench.terminal import printable
+from kdbench.terminal import printable, text_table
 from kdbench.unit_place import merged_spec, parse_model_spec, place_units, spec_at
 
 ResumeMode = Literal["never", "only-missing", "always"]
@@ -645,9 +645,8 @@ def summary_rows(report: RunReport) -> list[dict[str, Any]]:
 def format_summary(report: RunReport, out: Path) -> str:
     """The table ``kdbench run`` prints at the end."""
     rows = summary_rows(report)
-    lines = []
     header = ("protocol", "method", "metric", "mean ± 95% CI", "seeds", "failed")
-    table = [header]
+    table = []
     for r in rows:
         if r["value"] is None:
             shown = "n/a"
@@ -657,11 +656,7 @@ def format_summary(report: RunReport, out: Path) -> str:
             shown = f"{r['value']:.2f}{ci}{unit}"
         cells = (r["protocol"], r["method"], r["metric"], shown, r["seeds"], r["failed"])
         table.append(tuple(printable(str(cell)) for cell in cells))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for i, row in enumerate(table):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = text_table(header, table)
     done = sum(o.status == "ok" for o in report.outcomes)
     skipped = sum(o.status == "skipped" for o in report.outcomes)
     lines.append("")

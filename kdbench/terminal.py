@@ -10,6 +10,7 @@ visible escape (``\\x1b``, ``\\u202e``) instead, so the reader still sees that i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 
 # C0 controls, DEL and C1 controls; bidirectional embeddings, overrides and isolates; the
 # line and paragraph separators; lone surrogates (text that is not valid Unicode).
@@ -31,3 +32,30 @@ def printable(text: str, *, newlines: bool = False) -> str:
     """
     pattern = _UNSAFE_KEEPING_NEWLINES if newlines else _UNSAFE
     return pattern.sub(_escape, str(text))
+
+
+def text_table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    numeric: bool = False,
+    rule: bool = True,
+) -> list[str]:
+    """Lines of a plain-text table: columns two spaces apart, as wide as their widest cell,
+    with a rule of dashes under the header (``rule``). Cells are left-aligned, or with
+    ``numeric`` every column after the first is right-aligned. Cells are printed as given:
+    make untrusted text :func:`printable` first."""
+    table = [tuple(header), *(tuple(row) for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = (
+            cell.rjust(w) if numeric and i else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        return "  ".join(cells).rstrip()
+
+    lines = [line(table[0])]
+    if rule:
+        lines.append("  ".join("-" * w for w in widths))
+    return lines + [line(row) for row in table[1:]]

@@ -277,6 +277,22 @@ def test_deep_nesting_is_a_reported_error_not_a_crash(tmp_path):
     assert load_record(write_record(Record.model_validate(data), tmp_path / "ok.json"))
 
 
+def test_the_depth_limit_is_exact():
+    from kdbench.record_files import MAX_DEPTH, _too_deep
+
+    def nest(levels: int, inner: str = "1") -> str:
+        text = inner
+        for level in range(levels):
+            text = f'{{"k{level}": {text}}}' if level % 2 else f"[{text}, 2]"
+        return text
+
+    assert not _too_deep(nest(MAX_DEPTH))
+    assert _too_deep(nest(MAX_DEPTH + 1))
+    assert not _too_deep(nest(MAX_DEPTH, '"]]]]' + "[" * 200 + '"'))  # brackets in a string
+    assert not _too_deep("[" * 40 + "]" * 40 + "{" * 40 + "}" * 40)  # 80 brackets, depth 40
+    assert _too_deep("[" * 40 + "é" + "[" * 40)  # not ASCII outside strings: still judged
+
+
 @pytest.mark.parametrize(
     ("encode", "words"),
     [

@@ -91,3 +91,18 @@ def test_plugin_warnings_escape_their_text(capsys):
     err = capsys.readouterr().err
     _no_raw_escapes(err)
     assert "second line" in err
+
+
+def test_text_table_aligns_columns_under_a_rule():
+    from kdbench.terminal import text_table
+
+    lines = text_table(("name", "value"), [("kd", "91.85"), ("supervised", "9.1")])
+    assert lines == [
+        "name        value",
+        "----------  -----",
+        "kd          91.85",
+        "supervised  9.1",
+    ]
+    numeric = text_table(("name", "value"), [("kd", "91.85"), ("sup", "9.1")], numeric=True)
+    assert numeric == ["name  value", "----  -----", "kd    91.85", "sup     9.1"]
+    assert text_table(("a", "b"), [("x", "y")], rule=False) == ["a  b", "x  y"]

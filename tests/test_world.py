@@ -86,3 +86,39 @@ def test_preview_and_info_commands(tmp_path, world_weights):
     info = CliRunner().invoke(app, ["world", "info"])
     assert "Shapes world v1: 240 classes" in info.stdout
     assert str(world_weights) in info.stdout
+
+
+def test_rendered_images_are_kept_for_the_next_unit_as_copies(monkeypatch):
+    """A run renders a unit's images once per process: the same call gives the same bytes
+    without rendering again, each caller gets its own copy, and the oldest go first."""
+    from kdbench.world import world as module
+
+    monkeypatch.setattr(module, "_rendered", module.OrderedDict())
+    calls = []
+    real = module.ShapesWorld._render
+
+    def counted(self, *args):
+        calls.append(args[1:])
+        return real(self, *args)
+
+    monkeypatch.setattr(module.ShapesWorld, "_render", counted)
+    w = module.ShapesWorld()
+    ids = np.array([0, 5, 7, 5])
+    first = w.render(ids, 3, "s")
+    first[:] = 0  # a caller changing its copy changes nothing else
+    again = w.render(ids, 3, "s")
+    assert len(calls) == 1
+    np.testing.assert_array_equal(again, real(w, ids, 3, "s", "base"))
+    assert again.any()
+    w.render(ids, 4, "s")  # another seed is another entry
+    assert len(calls) == 2
+    one = again.nbytes
+    monkeypatch.setattr(module, "RENDERED_BYTES", 4 * one)  # room for four such entries
+    for seed in range(5, 9):
+        w.render(ids, seed, "s")
+    assert len(module._rendered) == 4 and len(calls) == 6
+    w.render(ids, 3, "s")  # the oldest entry was dropped: rendered again
+    assert len(calls) == 7
+    scenes = w.scenes(3, 0, "t"), w.scenes(3, 0, "t")
+    assert all(torch.equal(a, b) for a, b in zip(*scenes))
+    assert scenes[0][0].data_ptr() != scenes[1][0].data_ptr()

@@ -14,6 +14,7 @@ from kdbench.device.precision import parse_precisions
 from kdbench.device.sensors import select_sensor
 from kdbench.device.subject import load_backbone
 from kdbench.registry import Registry
+from kdbench.terminal import text_table
 
 
 @dataclass
@@ -126,7 +127,7 @@ def format_profile(profile: Profile) -> str:
     ]
     header = ("precision", "p50 ms", "p90 ms", "p99 ms", "IQR/p50",
               f"img/s @{report.batch_size}", "peak MB", "mJ/img", "dyn mJ/img")  # fmt: skip
-    rows: list[tuple[str, ...]] = [header]
+    rows: list[tuple[str, ...]] = []
     unsupported = []
     for precision, result in report.results.items():
         sfx = "" if precision == "fp32" else f"_{precision}"
@@ -147,11 +148,7 @@ def format_profile(profile: Profile) -> str:
             )
         ]
         rows.append((precision, *(_fmt(v, d) for v, d in values)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for row in rows:
-        lines.append(
-            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-        )
+    lines += text_table(header, rows, numeric=True, rule=False)
     lines.append("")
     fp32 = report.results.get("fp32")
     if fp32 is not None and fp32.latency is not None:

@@ -4,7 +4,8 @@ For a score table, one figure per cost axis: parameters and FLOPs once (they do 
 on the device), latency p50 and energy once per device fingerprint of the suite. Each
 (method, student) row is a point at its student's cost, labelled ``method · student``; the
 Pareto front (no other ranked row both costs less and scores better) is drawn as a line.
-Reference rows are drawn for context and never on the front.
+Reference rows and preliminary rows (fewer seeds than the seed policy) are drawn for context
+and never on the front: a one-seed row's CI says nothing about how it varies between seeds.
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def front_points(
         cost = costs.cost(table.suite, device, row, axis)
         if score is not None and cost is not None:
             placed.append((row, cost, score))
-    points = [Point(cost, score, row.label, row.reference) for row, cost, score in placed]
+    points = [
+        Point(cost, score, row.label, row.reference, preliminary=row.preliminary)
+        for row, cost, score in placed
+    ]
     on_front = set(frontier(points, higher_is_better=column.higher_is_better))
     return [
         FrontPoint(row, cost, score, i in on_front) for i, (row, cost, score) in enumerate(placed)
@@ -108,7 +112,14 @@ def table_fronts(table: Table, costs: DeviceCosts, href_of: Mapping[str, str]) -
             continue
         svg = scatter_svg(
             [
-                Point(p.cost, p.score, p.row.label, p.row.reference, href_of.get(p.row.method))
+                Point(
+                    p.cost,
+                    p.score,
+                    p.row.label,
+                    p.row.reference,
+                    href_of.get(p.row.method),
+                    preliminary=p.row.preliminary,
+                )
                 for p in points
             ],
             title=title,

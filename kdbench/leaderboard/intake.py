@@ -7,6 +7,8 @@ is kept with the reason, so the build reports it instead of dropping it silently
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +99,11 @@ class Intake:
 
 
 def _relative(path: Path, folder: Path) -> str:
+    """``path`` below ``folder`` as a site path (``/``-separated); string slicing where the
+    path starts with the folder, as every path found under it does."""
+    prefix, text = os.path.join(str(folder), ""), str(path)
+    if text.startswith(prefix) and len(text) > len(prefix):
+        return text[len(prefix) :].replace(os.sep, "/")
     return "/".join(path.relative_to(folder).parts) or "."
 
 

@@ -25,13 +25,22 @@ LABEL_CHAR_PX = 6.2
 
 @dataclass(frozen=True)
 class Point:
-    """One row on a plot: its cost (x), its score (y), its label and where it links."""
+    """One row on a plot: its cost (x), its score (y), its label and where it links.
+
+    Reference rows and preliminary rows (fewer seeds than the seed policy asks) are drawn for
+    context and never on the front, as neither is ranked."""
 
     cost: float
     score: float
     label: str
     reference: bool = False
     href: str | None = None
+    preliminary: bool = False
+
+    @property
+    def ranked(self) -> bool:
+        """Whether the point competes for the front."""
+        return not (self.reference or self.preliminary)
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,9 @@ def _num(value: float) -> str:
 
 
 def frontier(points: Sequence[Point], *, higher_is_better: bool) -> list[int]:
-    """Indices (ascending) of the non-reference points on the Pareto front: lower cost and
-    a better score; reference rows are drawn for context and never on the front."""
-    ranked = [i for i, p in enumerate(points) if not p.reference]
+    """Indices (ascending) of the ranked points on the Pareto front: lower cost and a better
+    score; reference and preliminary rows are drawn for context and never on the front."""
+    ranked = [i for i, p in enumerate(points) if p.ranked]
     front = pareto_front(
         [(points[i].cost, points[i].score) for i in ranked], higher_is_better=higher_is_better
     )
@@ -122,7 +131,7 @@ def scatter_svg(
     y_label: str,
     higher_is_better: bool,
 ) -> Markup:
-    """An SVG scatter of ``points`` with the Pareto frontier of the non-reference points.
+    """An SVG scatter of ``points`` with the Pareto frontier of the ranked points.
 
     The cost axis is logarithmic when every cost is at least :data:`LOG_FLOOR` and they span
     20x or more. Points must be finite (records' numbers are bounded, so means are).
@@ -187,9 +196,15 @@ def scatter_svg(
     for i in order:
         p = points[i]
         px, py = x(p.cost), y(p.score)
-        kind = "reference" if p.reference else ("front" if i in on_front else "dominated")
+        if p.reference:
+            kind = "reference"
+        elif p.preliminary:
+            kind = "preliminary"
+        else:
+            kind = "front" if i in on_front else "dominated"
+        note = f" ({kind})" if kind in ("reference", "preliminary") else ""
         tip = (
-            f"{p.label}{' (reference)' if p.reference else ''}: {y_label} "
+            f"{p.label}{note}: {y_label} "
             f"{format_number(p.score)}, {x_label} {format_number(p.cost)}"
         )
         if p.reference:
@@ -201,7 +216,7 @@ def scatter_svg(
         else:
             mark = f'<circle class="mark {kind}" cx="{_num(px)}" cy="{_num(py)}" r="4.5"/>'
         label = ""
-        if kind != "dominated":
+        if kind in ("front", "reference"):
             text = _short(p.label)
             # above its point, clear of the frontier's steps; a label that would run off the
             # right edge ends at its point instead of starting there

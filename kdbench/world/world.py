@@ -7,6 +7,9 @@ gives the same bytes and adding a draw elsewhere never shifts this one.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,6 +28,33 @@ SPLIT_SIZES = {"base": 120, "novel": 60, "downstream": 60}
 SPLIT_SEED = 2024  # part of the world's definition, not of a run
 IGNORE = 255
 SCENE_CLASSES = ("background", *SHAPES)
+
+#: Rendered arrays kept in memory for the next units of a run (most recently used first
+#: out), in bytes: a unit's images are rendered again by every method of its seed otherwise.
+RENDERED_BYTES = 256 * 2**20
+_rendered: OrderedDict[tuple[object, ...], tuple[np.ndarray, ...]] = OrderedDict()
+
+
+def _remembered(
+    key: tuple[object, ...], make: Callable[[], tuple[np.ndarray, ...]]
+) -> tuple[np.ndarray, ...]:
+    """``make()``, or a copy of what it gave for ``key`` before in this process.
+
+    Rendering is a pure function of its arguments (the module's docstring), so a kept
+    result is the same bytes; callers get copies, so no caller can change another's.
+    Results over a quarter of :data:`RENDERED_BYTES` are not kept.
+    """
+    kept = _rendered.get(key)
+    if kept is None:
+        kept = make()
+        size = sum(a.nbytes for a in kept)
+        if size <= RENDERED_BYTES // 4:
+            _rendered[key] = kept
+            while sum(a.nbytes for v in _rendered.values() for a in v) > RENDERED_BYTES:
+                _rendered.popitem(last=False)
+    else:
+        _rendered.move_to_end(key)
+    return tuple(a.copy() for a in kept)
 
 
 @dataclass
@@ -85,6 +115,12 @@ class ShapesWorld:
     ) -> np.ndarray:
         """One image per entry of ``class_ids``: uint8 (N, 3, S, S)."""
         class_ids = np.asarray(class_ids, dtype=np.int64)
+        ids = hashlib.sha256(class_ids.tobytes()).hexdigest()
+        key = ("images", self.version, self.image_size, ids, seed, stream, domain)
+        (out,) = _remembered(key, lambda: (self._render(class_ids, seed, stream, domain),))
+        return out
+
+    def _render(self, class_ids: np.ndarray, seed: int, stream: str, domain: str) -> np.ndarray:
         codes = self.taxonomy.attribute_codes()[class_ids]
         res = self.image_size * render.SUPERSAMPLE
         out = np.empty((len(class_ids), 3, self.image_size, self.image_size), dtype=np.uint8)
@@ -140,6 +176,15 @@ class ShapesWorld:
         """``n`` scenes of 2..``max_objects`` objects: uint8 images (N, 3, S, S) and uint8
         masks (N, S, S) labelled by shape (0 background, 1..6 as :data:`SCENE_CLASSES`),
         with :data:`IGNORE` where a pixel is partly covered (edges, overlaps)."""
+        key = ("scenes", self.version, self.scene_size, n, seed, stream, domain, max_objects)
+        images, masks = _remembered(
+            key, lambda: self._scenes(n, seed, stream, domain, max_objects)
+        )
+        return torch.from_numpy(images), torch.from_numpy(masks)
+
+    def _scenes(
+        self, n: int, seed: int, stream: str, domain: str, max_objects: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         size = self.scene_size
         res = size * render.SUPERSAMPLE
         images = np.empty((n, 3, size, size), dtype=np.uint8)
@@ -165,4 +210,4 @@ class ShapesWorld:
                 mask = np.where((cov > 0.25) & (cov < 0.75), np.uint8(IGNORE), mask)
             images[start : start + m] = render.finish(g, canvas, domain)
             masks[start : start + m] = mask
-        return torch.from_numpy(images), torch.from_numpy(masks)
+        return images, masks

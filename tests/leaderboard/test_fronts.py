@@ -119,6 +119,39 @@ def test_fronts_are_drawn_per_axis_and_device_with_labelled_points(world):
     assert all(f.svg is None and "no energy counter" in f.note for f in energy)
 
 
+def test_preliminary_rows_are_drawn_but_never_on_the_front(world):
+    """Under a two-seed policy the one-seed rows are context, like reference rows: the
+    front is drawn from the rows the policy ranks."""
+    _, costs, _ = world
+    records = [
+        make_record(
+            method=method,
+            subject=student,
+            seed=seed,
+            reference=method == "scratch",
+            metrics=[metric("acc", acc, headline=True)],
+        )
+        for (method, student), acc in SCORES.items()
+        for seed in ((0, 1) if method == "kd" else (0,))
+    ]
+    for student, (params, flops, cpu, gpu) in COSTS.items():
+        records.append(_device(student, CPU, cpu, params, flops))
+    files = _files(*records)
+    table = next(t for t in build_tables(files, min_seeds=2) if t.protocol == "fewshot")
+    points = front_points(table, costs, PARAMS, None)
+    assert {p.row.label for p in points if p.row.preliminary} == {
+        "supervised · tiny",
+        "supervised · small",
+        "supervised · base",
+    }
+    # supervised · base scores best of all but has one seed: the front is kd's alone
+    assert _front(points) == ["kd · small", "kd · tiny"]
+    svg = str(table_fronts(table, device_costs(files), {})[0].svg)
+    assert svg.count('class="mark preliminary"') == 3
+    assert "supervised · base (preliminary)" in svg
+    assert "supervised · base</text>" not in svg  # unlabelled, like dominated points
+
+
 # -- best under a budget ----------------------------------------------------------------------
 
 
