@@ -41,10 +41,38 @@ def test_mean_ci95_uses_t_below_30_and_z_from_30():
         mean_ci95([1.0, float("nan")])
 
 
-def test_proportion_ci95():
-    acc, half = proportion_ci95(80, 100)
-    assert acc == pytest.approx(80.0)
-    assert half == pytest.approx(100 * 1.96 * math.sqrt(0.8 * 0.2 / 100))
+def test_wilson_interval_matches_its_closed_form_and_published_values():
+    from kdbench.metrics import wilson_interval
+
+    # Brown, Cai & DasGupta (2001), and any Wilson calculator: 0 of 10 -> [0, 0.2775],
+    # 10 of 10 -> [0.7225, 1], 80 of 100 -> [0.7112, 0.8666] (z = 1.96).
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-4)
+    assert wilson_interval(10, 10) == pytest.approx((0.72247, 1.0), abs=1e-4)
+    assert wilson_interval(80, 100) == pytest.approx((0.71117, 0.86661), abs=1e-4)
+    # a Wilson interval is where the score test does not reject: |p - q| = z·√(q(1-q)/n)
+    for correct, n in ((3, 40), (37, 40), (500, 1200)):
+        for q in wilson_interval(correct, n):
+            if 0 < q < 1:
+                assert abs(correct / n - q) == pytest.approx(1.96 * math.sqrt(q * (1 - q) / n))
+    with pytest.raises(ValueError, match="between 0 and n"):
+        wilson_interval(11, 10)
+
+
+def test_proportion_ci95_covers_the_wilson_interval_and_never_collapses():
+    from kdbench.metrics import wilson_interval
+
+    for correct, n in ((0, 1200), (1200, 1200), (1199, 1200), (80, 100), (600, 1200)):
+        acc, half = proportion_ci95(correct, n)
+        low, high = wilson_interval(correct, n)
+        assert acc == pytest.approx(100 * correct / n)
+        assert acc - half <= 100 * low + 1e-9 and acc + half >= 100 * high - 1e-9
+        assert half > 0  # the normal approximation gives 0 at 0% and 100%
+        assert half == pytest.approx(100 * max(correct / n - low, high - correct / n))
+    # in the middle the two agree closely; near 100% Wilson is wider
+    assert proportion_ci95(600, 1200)[1] == pytest.approx(
+        100 * 1.96 * math.sqrt(0.25 / 1200), rel=0.01
+    )
+    assert proportion_ci95(1200, 1200)[1] == pytest.approx(0.319, abs=0.001)
 
 
 # -- p-values and Holm's correction (the site's marks on differences from supervised) --------

@@ -1,4 +1,4 @@
-"""``distill`` (version 1): task-specific distillation.
+"""``distill`` (version 2): task-specific distillation.
 
 A larger and a smaller foundation model of one family are both adapted to the same
 downstream task; knowledge goes from the adapted teacher to the student. For a recipe
@@ -9,7 +9,7 @@ label-free losses, an unlabelled transfer set from the task's domain, and (3) sc
 A method with its own ``fit`` gets a :class:`DistillContext` and returns a
 :class:`DistillResult` (teacher and student classifiers).
 
-Metrics: student and teacher top-1 on the test split (binomial 95% CI per seed); linear CKA
+Metrics: student and teacher top-1 on the test split (95% Wilson CI per seed); linear CKA
 between teacher and student embeddings on a fixed test subset, and its relative drop from
 the pretrained pair; wall-clock training seconds (teacher adaptation + student).
 """
@@ -110,7 +110,7 @@ class Distill(Protocol):
     name = "distill"
     student_key = "student"
     teacher_key = "teacher"
-    version = 1
+    version = 2
     config_models = distill_config.MODELS
     description = "Task-specific distillation: adapted teacher -> student on a downstream task."
     explanation = """\

@@ -1,4 +1,4 @@
-"""``oneclass`` (version 1): zero-shot one-class classification with confusers.
+"""``oneclass`` (version 2): zero-shot one-class classification with confusers.
 
 Only the target's label is known. An image is scored against the target's name and the
 names of ``k`` visually confusing classes ("confusers", from a plugin source) in a teacher's
@@ -84,7 +84,7 @@ class OneClass(Protocol):
     name = "oneclass"
     student_key = "student"
     teacher_key = "teacher"
-    version = 1
+    version = 2
     config_models = oneclass_config.MODELS
     description = "Zero-shot one-class classification with confusers, per taxonomy distance."
     explanation = """\
