@@ -75,13 +75,16 @@ def markdown_table(table: Table) -> str:
         title += f" · teacher {_text(table.teacher_label)}"
     if table.device:
         title += f" · device {short_id(table.device)}"
-    header = ["rank", "method", "student"]
+    transfers = any(row.transfer is not None for row in table.rows)
+    header = ["rank", "method", "student", *(["transfer set"] if transfers else [])]
     header += [f"{c.name} ({c.unit})" if c.unit else c.name for c in headlines]
     header += [f"Δ {name} vs supervised" for name in with_deltas]
     header.append("seeds")
     lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows:
         cells = [_rank(row), _text(row.method), _text(row.student or "–")]
+        if transfers:  # the same method on two transfer sets is two rows
+            cells.append(_text(row.transfer or "–"))
         cells += [_cell(row, c.name) for c in headlines]
         cells += [_delta(row, name) for name in with_deltas]
         cells.append(str(row.seed_count))

@@ -367,6 +367,12 @@ def test_the_leaderboard_keeps_transfer_sets_apart_and_implies_old_records_sets(
     assert set(rows) == {("kd", "task"), ("kd", "retrieved"), ("supervised", "none")}
     assert rows[("kd", "retrieved")].transfer_chosen
     assert rows[("kd", "retrieved")].deltas["student_top1"].mean == pytest.approx(10.0)
+    from kdbench.summarize import markdown_table
+
+    text = markdown_table(table)  # kdbench summarize keeps the two kd rows apart too
+    assert "| transfer set |" in text
+    assert "| kd | shapes-vit-tiny | retrieved |" in text
+    assert "| kd | shapes-vit-tiny | task |" in text
 
 
 def test_the_distill_page_has_a_transfer_set_column_and_filter(tmp_path):
