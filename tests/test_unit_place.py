@@ -72,7 +72,9 @@ def test_two_datasets_into_one_out_are_two_records_and_two_tables(tmp_path):
     again = _run(out, _distill(tmp_path, "cub", cub))
     assert [o.status for o in again.outcomes] == ["skipped"]
     # both are ranked (neither is a "duplicate" of the other), in two tables
-    intake = read_and_screen(out, {"distill": 1})
+    from kdbench.protocols.distill import Distill
+
+    intake = read_and_screen(out, {"distill": Distill.version})
     assert len(intake.ranked) == 2 and not intake.unranked
     tables = build_tables(intake.ranked)
     assert sorted(t.dataset.split(":")[0] for t in tables) == ["cub", "dtd"]
