@@ -29,7 +29,7 @@ SPLIT_SEED = 2024  # part of the world's definition, not of a run
 IGNORE = 255
 SCENE_CLASSES = ("background", *SHAPES)
 
-#: Rendered arrays kept in memory for the next units of a run (most recently used first
+#: Rendered arrays kept in memory for the next units of a run (least recently used first
 #: out), in bytes: a unit's images are rendered again by every method of its seed otherwise.
 RENDERED_BYTES = 256 * 2**20
 _rendered: OrderedDict[tuple[object, ...], tuple[np.ndarray, ...]] = OrderedDict()
@@ -46,12 +46,12 @@ def _remembered(
     """
     kept = _rendered.get(key)
     if kept is None:
-        kept = make()
-        size = sum(a.nbytes for a in kept)
-        if size <= RENDERED_BYTES // 4:
-            _rendered[key] = kept
-            while sum(a.nbytes for v in _rendered.values() for a in v) > RENDERED_BYTES:
-                _rendered.popitem(last=False)
+        made = make()
+        if sum(a.nbytes for a in made) > RENDERED_BYTES // 4:
+            return made  # not kept: the caller may have the only copy
+        _rendered[key] = kept = made
+        while sum(a.nbytes for v in _rendered.values() for a in v) > RENDERED_BYTES:
+            _rendered.popitem(last=False)
     else:
         _rendered.move_to_end(key)
     return tuple(a.copy() for a in kept)
@@ -177,9 +177,7 @@ class ShapesWorld:
         masks (N, S, S) labelled by shape (0 background, 1..6 as :data:`SCENE_CLASSES`),
         with :data:`IGNORE` where a pixel is partly covered (edges, overlaps)."""
         key = ("scenes", self.version, self.scene_size, n, seed, stream, domain, max_objects)
-        images, masks = _remembered(
-            key, lambda: self._scenes(n, seed, stream, domain, max_objects)
-        )
+        images, masks = _remembered(key, lambda: self._scenes(n, seed, stream, domain, max_objects))
         return torch.from_numpy(images), torch.from_numpy(masks)
 
     def _scenes(
