@@ -8,7 +8,6 @@ is kept with the reason, so the build reports it instead of dropping it silently
 from __future__ import annotations
 
 import os
-
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -134,7 +134,7 @@ def test_preliminary_rows_are_drawn_but_never_on_the_front(world):
         for (method, student), acc in SCORES.items()
         for seed in ((0, 1) if method == "kd" else (0,))
     ]
-    for student, (params, flops, cpu, gpu) in COSTS.items():
+    for student, (params, flops, cpu, _gpu) in COSTS.items():
         records.append(_device(student, CPU, cpu, params, flops))
     files = _files(*records)
     table = next(t for t in build_tables(files, min_seeds=2) if t.protocol == "fewshot")
