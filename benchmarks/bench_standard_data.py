@@ -97,9 +97,11 @@ def test_serial_decoding_then_features(benchmark, split, model):
     _, features = model
 
     def run():
-        images = torch.from_numpy(
-            np.stack([split.load(i, SIZE, RESIZE) for i in range(len(split))])
-        ).permute(0, 3, 1, 2).contiguous()
+        images = (
+            torch.from_numpy(np.stack([split.load(i, SIZE, RESIZE) for i in range(len(split))]))
+            .permute(0, 3, 1, 2)
+            .contiguous()
+        )
         with torch.no_grad():
             return predict(features, images, batch_size=BATCH)
 

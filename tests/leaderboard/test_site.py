@@ -352,3 +352,28 @@ def test_two_datasets_are_two_tables_each_saying_its_dataset(tmp_path):
     assert "cub (manifest aaaaaaaa)" in index and "dtd (manifest bbbbbbbb)" in index
     rows = list(csv.DictReader(io.StringIO((report.out / "data/leaderboard.csv").read_text())))
     assert {r["dataset"] for r in rows} == {"cub:aaaaaaaaaaaa", "dtd:bbbbbbbbbbbb"}
+
+
+def _site_bytes(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux")
+def test_run_pages_rendered_by_workers_are_the_pages_this_process_renders(tmp_path, monkeypatch):
+    from kdbench.leaderboard import render
+
+    records = tmp_path / "records"
+    write_records(records, sample_records())
+    monkeypatch.setattr(render, "PARALLEL_RUN_PAGES", 1)
+    monkeypatch.setenv("KDBENCH_SITE_WORKERS", "0")
+    build_site(records, tmp_path / "serial")
+    monkeypatch.setenv("KDBENCH_SITE_WORKERS", "2")
+    report = build_site(records, tmp_path / "forked")
+    serial, forked = _site_bytes(tmp_path / "serial"), _site_bytes(tmp_path / "forked")
+    assert sum(name.startswith("runs/") for name in forked) == len(report.intake.files)
+    assert forked == serial
+    monkeypatch.setenv("KDBENCH_SITE_WORKERS", "two")
+    with pytest.raises(SiteError, match="KDBENCH_SITE_WORKERS='two'"):
+        build_site(records, tmp_path / "again")
