@@ -166,7 +166,8 @@ class RunReport:
 
 def default_methods(registry: Registry) -> list[str]:
     """The methods ``kdbench run`` uses when none are named: those kdbench ships, less the
-    ones that ask to be named (``Method.in_default_run``)."""
+    ones that ask to be named (``Method.in_default_run``: QAT is scored at a precision the
+    default run does not use; agnostic is a transfer-set study's baseline)."""
     return [
         c.name
         for c in registry.components("methods")

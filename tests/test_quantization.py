@@ -215,3 +215,45 @@ def test_device_times_the_quantised_model_or_says_why_not(world_weights, tmp_pat
     for name in ("quant_latency_p50_ms", "quant_speedup"):
         metric = sim.metric(name)
         assert metric.value is None and "simulated" in metric.reason
+
+
+# -- quantisation-aware training -----------------------------------------------------------
+
+
+def test_qat_wrappers_quantise_while_training_and_come_off_after():
+    from kdbench.quantization.aware import QuantAware
+    from kdbench.quantization.training import QuantisedLayer, quantise_weight
+
+    model = _tiny_cnn()
+    keys = set(model.state_dict())
+    attached = QuantAware(bits=4).attach(model, total_steps=5)
+    assert len(attached.layers) == 3
+    conv = model[0]
+    assert isinstance(conv, QuantisedLayer)
+    # the 4-bit weight has at most 16 levels per output channel
+    levels = quantise_weight(conv.layer.weight, 4)
+    assert max(len(torch.unique(row)) for row in levels) <= 16
+    model.train()
+    x = torch.rand(4, 3, 8, 8)
+    model(x).sum().backward()
+    assert conv.layer.weight.grad is not None  # straight through the rounding
+    assert float(conv.quantiser.range.high) > 0  # the input range was observed
+    attached.remove()
+    assert isinstance(model[0], torch.nn.Conv2d) and set(model.state_dict()) == keys
+
+
+def test_a_recipe_without_quantise_keeps_its_dict_and_qat_is_not_a_default_method():
+    from kdbench.methods import KD, QAT
+
+    assert "quantise" not in KD.recipe.as_dict()  # cache keys of existing recipes unchanged
+    assert QAT.recipe.as_dict()["quantise"] == {"kind": "qat", "bits": 4, "per_channel": True}
+    assert QAT.recipe.quantise.scored_at() == "int4-sim"
+    defaults = runner.default_methods(plugins.get_registry())
+    assert "kd" in defaults and "qat" not in defaults
+
+
+def test_planned_steps_counts_the_training_forwards():
+    from kdbench.train import TrainConfig, planned_steps
+
+    assert planned_steps(10, TrainConfig(epochs=3, batch_size=4, lr=1e-3)) == 9
+    assert planned_steps(10, TrainConfig(epochs=3, batch_size=4, lr=1e-3, steps=5)) == 5
