@@ -165,8 +165,8 @@ class Protocol(ABC):
             return config
         if not self.quantisable:
             raise ConfigError(
-                f"protocol {self.name!r} does not score quantised students yet; precisions "
-                "other than fp32 run on: fewshot, device"
+                f"protocol {self.name!r} does not score quantised students yet (a protocol "
+                "that does declares `quantisable`); it runs at fp32 only"
             )
         return {**config, "precision": precision_section(name, smoke)}
 
