@@ -70,7 +70,10 @@ def test_an_unsupported_precision_gives_its_reason(name, says):
         parse_precision(name)
 
 
-def test_a_protocol_that_cannot_quantise_says_so_in_the_plan():
+def test_a_protocol_that_cannot_quantise_says_so_in_the_plan(monkeypatch):
+    from kdbench.protocols.segmentation import Segmentation
+
+    monkeypatch.setattr(Segmentation, "quantisable", False)
     units, unsupported = runner.plan(
         plugins.get_registry(),
         protocols=["segmentation", "fewshot"],
@@ -187,6 +190,74 @@ def test_fewshot_scores_the_student_at_a_precision_with_the_paired_drop(world_we
     assert int4.statistics["precision"]["simulated"] is True
     assert any("simulated" in note for note in int4.notes)
     assert int4.metric("weight_mb").value < int8.metric("weight_mb").value
+
+
+def _twin_units(protocol: str, method: str, tmp_path: Path, **options):
+    """A method's smoke unit of ``protocol`` at fp32 and int8; their two records."""
+    registry = plugins.get_registry()
+    units, unsupported = runner.plan(
+        registry,
+        protocols=[protocol],
+        methods=[method],
+        smoke=True,
+        precisions=["fp32", "int8"],
+        **options,
+    )
+    assert [u.row for u in units] == [method, f"{method}~int8"], unsupported
+    report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)
+    assert not report.failed, [o.message for o in report.failed]
+    folder = tmp_path / "embedded" / protocol
+    fp32 = load_record(folder / f"{method}-seed0.smoke.json")
+    int8 = load_record(folder / f"{method}~int8-seed0.smoke.json")
+    assert int8.protocol.config["precision"]["name"] == "int8"
+    assert "precision" not in fp32.protocol.config
+    assert "weight_mb" not in {m.name for m in fp32.metrics}
+    assert (
+        0 < int8.metric("weight_mb").value < int8.statistics["precision"]["fp32_weight_bytes"] / 1e6
+    )
+    assert int8.metric("activation_peak_mb").value > 0
+    assert int8.draws["calibration"]
+    return fp32, int8
+
+
+def test_distill_scores_the_student_at_a_precision_paired_over_test_images(world_weights, tmp_path):
+    fp32, int8 = _twin_units("distill", "kd", tmp_path)
+    assert int8.metric("student_top1_fp32").value == pytest.approx(
+        fp32.metric("student_top1").value
+    )
+    # the drop is paired over the same test images: the difference of the two confusion
+    # matrices' traces, in points
+    before = np.trace(np.array(int8.statistics["fp32_student_confusion"]))
+    after = np.trace(np.array(int8.statistics["student_confusion"]))
+    n = int8.metric("student_top1").n
+    assert int8.metric("student_top1_drop").value == pytest.approx(100 * (before - after) / n)
+    assert int8.metric("student_top1").value == pytest.approx(100 * after / n)
+    assert int8.statistics["fp32_student_confusion"] == fp32.statistics["student_confusion"]
+    assert int8.metric("teacher_top1").value == pytest.approx(fp32.metric("teacher_top1").value)
+
+
+def test_oneclass_scores_the_student_at_a_precision_paired_over_tasks(world_weights, tmp_path):
+    fp32, int8 = _twin_units("oneclass", "kd", tmp_path)
+    assert int8.draws["tasks"] == fp32.draws["tasks"]
+    assert int8.metric("auroc_fp32").value == pytest.approx(fp32.metric("auroc").value)
+    fp32_tasks = np.array(int8.statistics["per_task"]["fp32_auroc"])
+    tasks = np.array(int8.statistics["per_task"]["auroc"])
+    assert fp32_tasks == pytest.approx(np.array(fp32.statistics["per_task"]["auroc"]))
+    assert int8.metric("auroc_drop").value == pytest.approx((fp32_tasks - tasks).mean(), abs=1e-5)
+    assert int8.metric("auroc").value == pytest.approx(tasks.mean(), abs=1e-5)
+
+
+def test_segmentation_scores_frozen_heads_at_a_precision_paired_over_draws(world_weights, tmp_path):
+    fp32, int8 = _twin_units(
+        "segmentation", "kd", tmp_path, overrides={"segmentation.adapters": ["linear", "lora"]}
+    )
+    assert int8.metric("miou_fp32").value == pytest.approx(fp32.metric("miou").value)
+    fp32_per_draw = int8.statistics["fp32"]["miou_per_draw"]["linear"]
+    assert fp32_per_draw == fp32.statistics["miou_per_draw"]["linear"]
+    assert int8.metric("miou_drop").n == len(int8.protocol.config["draws"])
+    lora = int8.metric("miou_lora")
+    assert lora.value is None and "fp32 only" in lora.reason
+    assert fp32.metric("miou_lora").value is not None
 
 
 def test_device_times_the_quantised_model_or_says_why_not(world_weights, tmp_path):

@@ -50,7 +50,7 @@ from kdbench.protocols.base_training import (
     frozen_teacher_reason,
 )
 from kdbench.protocols.configs import fewshot as fewshot_config
-from kdbench.quantization.scoring import paired_drop, precision_specs, quantise_student
+from kdbench.quantization.scoring import precision_specs, quantise_student, twin_and_drop
 from kdbench.registry import Component, Registry
 from kdbench.subjects import Subject
 from kdbench.train import predict
@@ -304,11 +304,7 @@ budget.
             )
             for k in episodes:
                 fp32 = next(m for m in metrics if m.name == f"acc_{k}shot")
-                twin = self.metric(f"acc_{k}shot_fp32")
-                q_metrics.append(twin(fp32.value, ci95=fp32.ci95, n=fp32.n))
-                drop, ci = paired_drop(100 * accuracies[k], 100 * q_accuracies[k])
-                n = len(accuracies[k])
-                q_metrics.append(self.metric(f"acc_{k}shot_drop")(drop, ci95=ci, n=n))
+                q_metrics += twin_and_drop(self, fp32, 100 * accuracies[k], 100 * q_accuracies[k])
                 q_statistics[f"fp32_correct_{k}shot"] = statistics[f"correct_{k}shot"]
             q_metrics += quantised.footprint_metrics(self)
             q_statistics["precision"] = quantised.statistics()

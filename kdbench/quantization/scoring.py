@@ -82,6 +82,20 @@ def paired_drop(fp32: np.ndarray, quantised: np.ndarray) -> tuple[float, float |
     return mean_ci95(diff)
 
 
+def twin_and_drop(
+    protocol: Any, fp32: Metric, fp32_draws: np.ndarray, quantised_draws: np.ndarray
+) -> list[Metric]:
+    """A quantised unit's ``<name>_fp32`` (the fp32 metric ``fp32``, as scored) and
+    ``<name>_drop`` (fp32 minus quantised over the same draws, episodes, tasks or images, in
+    the metric's unit, with a paired 95% CI) for the headline metric ``fp32``."""
+    twin = protocol.metric(f"{fp32.name}_fp32")(fp32.value, ci95=fp32.ci95, n=fp32.n)
+    if not len(fp32_draws):
+        drop = protocol.metric(f"{fp32.name}_drop")(None, reason="no draw was scored")
+        return [twin, drop]
+    value, ci = paired_drop(fp32_draws, quantised_draws)
+    return [twin, protocol.metric(f"{fp32.name}_drop")(value, ci95=ci, n=len(fp32_draws))]
+
+
 @dataclass
 class QuantisedStudent:
     """A unit's student at its precision, and what the record says about it."""
@@ -114,20 +128,27 @@ class QuantisedStudent:
         ]
 
 
+ImagePool = tuple[int, Callable[[np.ndarray], torch.Tensor]]
+"""Training images drawn on demand: how many there are, and a loader of those at indices."""
+
+
 def quantise_student(
     backbone: nn.Module,
     section: dict[str, Any],
-    train_images: torch.Tensor,
+    train_images: torch.Tensor | ImagePool,
     *,
     progress: Callable[..., Any] | None = None,
 ) -> QuantisedStudent:
-    """``backbone`` quantised as the ``precision`` config ``section`` says, calibrated on
-    the seeded subset of ``train_images``."""
+    """``backbone`` (images in, any tensor out) quantised as the ``precision`` config
+    ``section`` says, calibrated on the seeded subset of ``train_images`` (a tensor, or an
+    :data:`ImagePool` whose images are loaded only for the subset)."""
     precision = parse_precision(section["name"])
-    indices = calibration_indices(
-        len(train_images), section["calibration_images"], section["calibration_seed"]
-    )
-    calibration = train_images[indices]
+    size = train_images[0] if isinstance(train_images, tuple) else len(train_images)
+    indices = calibration_indices(size, section["calibration_images"], section["calibration_seed"])
+    if isinstance(train_images, tuple):
+        calibration = train_images[1](indices.numpy())
+    else:
+        calibration = train_images[indices]
     quantized = quantize(backbone, precision, calibration, progress=progress)
     from kdbench.quantization.footprint import activation_peak_bytes
     from kdbench.quantization.ptq import as_float_images
