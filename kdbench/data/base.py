@@ -146,18 +146,14 @@ class ClassificationSplit:
     def load_all(
         self, size: int, resize: int | None = None, progress: Callable[..., Any] | None = None
     ):
-        """All images as a uint8 tensor N x 3 x size x size, and labels as int64."""
+        """All images as a uint8 tensor N x 3 x size x size, decoded by worker processes
+        (:func:`kdbench.data.decoding.decode_split`), and labels as int64."""
         import torch
 
-        indices = range(len(self))
-        if progress is not None:
-            indices = progress(indices, desc=f"decode {self.name}/{self.split}", total=len(self))
-        out = (
-            np.stack([self.load(i, size, resize) for i in indices])
-            if len(self)
-            else np.zeros((0, size, size, 3), np.uint8)
-        )
-        images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        from kdbench.data.decoding import decode_split
+
+        desc = f"decode {self.name}/{self.split}"
+        images = decode_split(self, size, resize, progress=progress, desc=desc)
         return images, torch.from_numpy(self.labels.astype(np.int64))
 
 

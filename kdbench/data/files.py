@@ -13,6 +13,7 @@ import torch
 
 from kdbench.cache import cache_key
 from kdbench.data.base_classes import BaseData, first_per_class
+from kdbench.data.decoding import decode_split, stream_features
 from kdbench.data.downstream import TaskData
 from kdbench.data.novel import NovelData
 from kdbench.data.pool import Pool, dataset_pool
@@ -77,12 +78,11 @@ class FileSource(DataSource):
             )
             names = [mapping.get(n, n).split(",")[0].strip() for n in names]
         keep = first_per_class(np.asarray(split.labels), section["max_per_class"])
-        indices: Any = keep.tolist()
-        if progress is not None:
-            indices = progress(indices, desc="decode base images", total=len(keep))
         size, resize = section["image_size"], section["resize"]
-        pixels = np.stack([split.load(i, size, resize) for i in indices])
-        images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        images = decode_split(
+            split, size, resize, indices=keep.tolist(), progress=progress,
+            desc="decode base images",
+        )  # fmt: skip
         labels = torch.from_numpy(np.asarray(split.labels)[keep].astype(np.int64))
         digest = cache_key(split.manifest_sha256, keep.tolist(), size, resize)
         return BaseData(images, labels, names, self._identity(split, base=len(keep)), digest)
@@ -101,12 +101,16 @@ class FileSource(DataSource):
             )
         own = novel.get("root") or novel.get("dataset") != base.get("dataset")
         split = self._split(root, novel["split"], novel if own else {**base, **novel})
+        size, resize = novel["image_size"], novel["resize"]
         return NovelData(
-            lambda: split.load_all(novel["image_size"], novel["resize"], progress),
+            lambda: split.load_all(size, resize, progress),
             np.asarray(split.labels, dtype=np.int64),
             list(split.classes),
-            cache_key(split.manifest_sha256, novel["image_size"], novel["resize"]),
+            cache_key(split.manifest_sha256, size, resize),
             self._identity(split, novel=len(split)),
+            stream=lambda model, device, progress: stream_features(
+                model, split, size, resize, device=device, progress=progress
+            ),
         )
 
     def task(self, section: dict[str, Any], seed: int, progress: Progress | None) -> TaskData:

@@ -27,6 +27,10 @@ class NovelData:
     class_names: list[str]
     digest: str
     identity: DatasetIdentity
+    stream: Callable[..., torch.Tensor] | None = None
+    """``stream(model, device, progress)``: ``model`` on every image as it is decoded, the
+    outputs in image order (:func:`kdbench.data.decoding.stream_features`), for images
+    decoded from files; ``None``: call the model on ``load()``'s images."""
 
 
 @in_phase("data")

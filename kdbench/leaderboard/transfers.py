@@ -33,10 +33,12 @@ def implied_transfer(protocol: str, method: str) -> str | None:
     from kdbench.transfer import transfer_name
 
     registry = get_registry()
+    if protocol not in registry.names("protocols") or method not in registry.names("methods"):
+        return None  # not installed here: nothing can be implied (and no near names sought)
     try:
         proto = registry.get("protocols", protocol).load()
         obj = registry.get("methods", method).load()
-    except Exception:  # not installed here: nothing can be implied
+    except Exception:  # installed but broken: nothing can be implied
         return None
     if getattr(proto, "transfer_key", None) is None:
         return None

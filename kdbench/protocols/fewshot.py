@@ -68,10 +68,11 @@ def novel_features(
     )
 
     def compute() -> dict[str, torch.Tensor]:
+        model = backbone.to(device).eval()
+        if data.stream is not None:  # files: decoded by workers while the model runs
+            return {"features": data.stream(model, device, progress)}
         images, _ = data.load()
-        feats = predict(
-            backbone.to(device).eval(), images, device=device, progress=progress, desc="features"
-        )
+        feats = predict(model, images, device=device, progress=progress, desc="features")
         return {"features": feats}
 
     return cached_tensors("fewshot-features", key, compute)[0]["features"]

@@ -104,3 +104,45 @@ def test_fingerprints():
     assert fingerprint_summary({"id": "cpu-1", "summary": "AMD EPYC, 1 thread(s)"}) == (
         "AMD EPYC, 1 thread(s)"
     )
+
+
+def test_metric_rows_are_the_html_a_template_loop_writes_with_hostile_text_escaped():
+    """Run pages write their metrics table in Python (one row per metric on every page);
+    it is the HTML the template loop wrote, escaping included."""
+    import jinja2
+
+    from kdbench.leaderboard.render import direction, metric_rows
+    from kdbench.results import Metric
+
+    loop = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(
+        """{% for m in metrics %}
+<tr{% if m.headline %} class="headline"{% endif %}>
+<td>{{ m.name }}{% if m.unit %} <span class="unit">({{ m.unit }})</span>{% endif %} {{ direction(m) }}{% if m.headline %} <span class="headline-mark" title="headline metric">★</span>{% endif %}</td>
+<td class="num">{% if m.value is none %}<span title="{{ m.reason }}">n/a</span>{% else %}{{ num(m.value) }}{% endif %}</td>
+<td class="num">{{ format_ci(m.value, m.ci95) }}</td>
+<td class="num">{{ m.n if m.n is not none else '' }}</td>
+<td>{% if m.per_seed %}{% for v in m.per_seed %}{{ num(v) }}{{ ', ' if not loop.last }}{% endfor %}{% endif %}</td>
+<td>{{ m.reason or '' }}</td>
+</tr>
+{% endfor %}"""  # noqa: E501
+    )
+    hostile = "<script>alert('x')</script> & \"q\""
+    metrics = [
+        Metric(
+            name="acc",
+            value=61.25,
+            ci95=0.5,
+            n=3,
+            higher_is_better=True,
+            unit="%",
+            headline=True,
+            per_seed=[60.0, 61.5, 62.25],
+        ),
+        Metric(name="lat<b>", value=None, higher_is_better=False, unit=hostile, reason=hostile),
+        Metric(name="x", value=-0.0001, ci95=None, n=None, higher_is_better=False, unit=None),
+    ]
+    expected = loop.render(
+        metrics=metrics, direction=direction, num=format_number, format_ci=format_ci
+    )
+    assert str(metric_rows(metrics)) == expected
+    assert "<script>" not in expected
