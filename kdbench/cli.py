@@ -137,6 +137,13 @@ _RESUME = typer.Option(
 )
 _OUT = typer.Option(Path("results"), "--out", "-o", help="Folder for the records.")
 _SET = typer.Option(None, "--set", help="Override a config value: PROTOCOL.KEY=VALUE (repeatable).")
+_PRECISION = typer.Option(
+    None,
+    "--precision",
+    help="Score the student at this precision too (repeatable; default fp32 alone): int8 or "
+    "int8-tensor (static post-training quantisation, real int8 kernels), int<b>-sim "
+    "(simulated, b from 2 to 16). Quantised units land in their own records.",
+)
 _SHARD = typer.Option(
     None,
     "--shard",
@@ -155,6 +162,7 @@ def _planned(
     set_: list[str] | None,
     shard: str | None,
     teacher: str | None = None,
+    precision: list[str] | None = None,
 ) -> tuple[Any, list[Any], list[tuple[str, str, str]]]:
     """The registry, the units (of ``shard`` only, if given) and the unsupported rows."""
     from kdbench.executors.shards import parse_shard
@@ -175,6 +183,7 @@ def _planned(
         overrides=parse_overrides(set_ or []),
         students=student or None,
         teacher=teacher,
+        precisions=precision or None,
     )
     if part is not None:
         units = take_shard(units, *part)
@@ -188,6 +197,7 @@ def run_command(
     method: list[str] = _METHOD,
     student: list[str] = _STUDENT,
     teacher: str | None = _TEACHER,
+    precision: list[str] = _PRECISION,
     seed: list[int] = _SEED,
     suite: str = _SUITE,
     smoke: bool = _SMOKE,
@@ -249,6 +259,7 @@ def run_command(
 
     Example: kdbench run --protocol distill --method kd --seed 0 --seed 1
     Example: kdbench run -p fewshot -m kd --student shapes-resnet12 --student shapes-vit-xs
+    Example: kdbench run -p fewshot -p device -m kd -m student --precision int8
     Example: kdbench run --suite standard --executor slurm --jobs 20 --slurm-partition gpu
     Example: kdbench run --suite standard -p distill --teacher
     timm:vit_base_patch14_dinov2.lvd142m:weights=dinov2-b.safetensors
@@ -259,7 +270,7 @@ def run_command(
 
     device = device_for(get_registry(), executor, device)  # before any work
     registry, units, unsupported = _planned(
-        protocol, method, student, seed, suite, smoke, set_, shard, teacher
+        protocol, method, student, seed, suite, smoke, set_, shard, teacher, precision
     )
     typer.echo(f"kdbench {__version__}: {len(units)} unit(s) -> {out}/", err=True)
     report = execute(
@@ -306,6 +317,7 @@ def plan_command(
     method: list[str] = _METHOD,
     student: list[str] = _STUDENT,
     teacher: str | None = _TEACHER,
+    precision: list[str] = _PRECISION,
     seed: list[int] = _SEED,
     suite: str = _SUITE,
     smoke: bool = _SMOKE,
@@ -330,7 +342,7 @@ def plan_command(
 
         raise ConfigError(f"--resume must be one of {', '.join(RESUME_MODES)}, not {resume!r}")
     _, units, unsupported = _planned(
-        protocol, method, student, seed, suite, smoke, set_, None, teacher
+        protocol, method, student, seed, suite, smoke, set_, None, teacher, precision
     )
     rows = describe_plan(units, out, resume)  # type: ignore[arg-type]
     if shard is not None:  # the rows keep their index and shard in the whole plan

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kdbench.quantization.aware import QuantAware
+
 TEACHER_MODES = {"lp": "linear", "ft": "finetune", "lora": "lora"}
 """Short names a recipe's ``teacher_mode`` may use for built-in adapters."""
 
@@ -39,7 +41,9 @@ class Recipe:
     ``student_init`` is ``pretrained`` or ``scratch``; ``transfer_set`` names the registered
     transfer set (``kdbench ls transfer_sets``) whose unlabelled images label-free losses
     also see: ``True`` is ``task`` (the protocol's in-domain unlabelled images), ``False``
-    is ``none``; a run may override it (``--set distill.transfer=NAME``).
+    is ``none``; a run may override it (``--set distill.transfer=NAME``); ``quantise`` (a
+    :class:`~kdbench.quantization.training.TrainingQuantiser`, e.g. ``QuantAware(bits=4)``)
+    fake-quantises the student while it trains, whatever the losses.
     """
 
     losses: tuple[LossTerm, ...]
@@ -47,6 +51,7 @@ class Recipe:
     teacher_options: Mapping[str, Any] = field(default_factory=dict)
     student_init: str = "pretrained"
     transfer_set: bool | str = True
+    quantise: Any = None
 
     def __post_init__(self) -> None:
         if not self.losses:
@@ -70,6 +75,8 @@ class Recipe:
             "teacher_options": dict(self.teacher_options),
             "student_init": self.student_init,
             "transfer_set": self.transfer_set,
+            # only when set: the cache keys of the other recipes stay as they were
+            **({"quantise": self.quantise.as_dict()} if self.quantise is not None else {}),
         }
 
 
@@ -136,6 +143,18 @@ FITNETS = Method(
     recipe=Recipe(losses=(CE, LossTerm("fitnets", 1.0, {"on": "pooled"})), teacher_mode="lp"),
     url="https://arxiv.org/abs/1412.6550",
 )
+QAT = Method(
+    "qat",
+    "Plain QAT: Hinton KD (T=4) with weights and activations fake-quantised at 4 bits while "
+    "the student trains; score it with --precision int4-sim.",
+    recipe=Recipe(
+        losses=(CE, LossTerm("kd", 1.0, {"temperature": 4.0})),
+        teacher_mode="lp",
+        quantise=QuantAware(bits=4),
+    ),
+    url="https://arxiv.org/abs/1712.05877",
+    in_default_run=False,
+)
 TEACHER = Method(
     "teacher",
     "Reference: the teacher itself, scored where the student would be.",
@@ -169,4 +188,4 @@ AGNOSTIC = Method(
     url="https://arxiv.org/abs/2311.18237",
     in_default_run=False,  # a transfer-set study's baseline, distill only: ask for it by name
 )
-BUILTIN_METHODS = (SUPERVISED, KD, FITNETS, TEACHER, STUDENT, SCRATCH, AGNOSTIC)
+BUILTIN_METHODS = (SUPERVISED, KD, FITNETS, QAT, TEACHER, STUDENT, SCRATCH, AGNOSTIC)

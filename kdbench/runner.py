@@ -18,6 +18,7 @@ finishes. Resume modes:
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -88,9 +89,21 @@ class Unit:
     device when they are not the defaults (:func:`kdbench.unit_place.place_units`)."""
 
     @property
+    def precision(self) -> str | None:
+        """The precision the unit scores at when it is not fp32 (its config's ``precision``
+        section names it; it then names the unit and its record file), else ``None``."""
+        section = self.config.get("precision")
+        return section["name"] if section else None
+
+    @property
     def row(self) -> str:
-        """The method, and the student when it is not the default: ``kd@shapes-resnet12``."""
-        return self.method.name + (f"@{self.student}" if self.student else "")
+        """The method, the student when it is not the default and the precision when it is
+        not fp32: ``kd@shapes-resnet12~int8``."""
+        return (
+            self.method.name
+            + (f"@{self.student}" if self.student else "")
+            + (f"~{self.precision}" if self.precision else "")
+        )
 
     @property
     def label(self) -> str:
@@ -100,6 +113,8 @@ class Unit:
         row = self.method.name
         if self.student:
             row += "@" + re.sub(r"[^A-Za-z0-9._-]+", "_", self.student)
+        if self.precision:
+            row += f"~{self.precision}"
         return f"{row}-seed{self.seed}"
 
     def record_path(self, out: Path) -> Path:
@@ -151,7 +166,8 @@ class RunReport:
 
 def default_methods(registry: Registry) -> list[str]:
     """The methods ``kdbench run`` uses when none are named: those kdbench ships, less the
-    ones that ask to be named (``Method.in_default_run``)."""
+    ones that ask to be named (``Method.in_default_run``: QAT is scored at a precision the
+    default run does not use; agnostic is a transfer-set study's baseline)."""
     return [
         c.name
         for c in registry.components("methods")
@@ -170,6 +186,7 @@ def plan(
     overrides: dict[str, Any] | None = None,
     students: Sequence[str] | None = None,
     teacher: str | None = None,
+    precisions: Sequence[str] | None = None,
 ) -> tuple[list[Unit], list[tuple[str, str, str]]]:
     """The units to run, and the (protocol, method, reason) pairs that cannot run.
 
@@ -179,7 +196,9 @@ def plan(
     default. A row that scores the teacher has no student to vary. ``teacher``
     (``NAME[:key=value,...]``, e.g. ``timm:vit_base_patch14_dinov2.lvd142m:weights=w.pt``)
     replaces every protocol's teacher (its options add to the protocol's own when it names
-    the same model); ``overrides`` then apply on top."""
+    the same model); ``overrides`` then apply on top. ``precisions`` (default fp32 alone)
+    score each unit at each precision (``int8``, ``int4-sim``, ...): a unit per precision,
+    on the protocols that can (:attr:`Protocol.quantisable`)."""
     protocol_names = list(protocols) if protocols else registry.names("protocols")
     method_names = list(methods) if methods else default_methods(registry)
     proto_components = [registry.get("protocols", n) for n in protocol_names]
@@ -215,11 +234,19 @@ def plan(
     for name in [*(students or ()), *declared]:
         if name is not None:
             registry.get("students", name)  # an unknown name fails here, with a suggestion
+    from kdbench.quantization.precisions import parse_precisions
+
+    precision_names = [p.name for p in parse_precisions(list(precisions) if precisions else None)]
     units: list[Unit] = []
     unsupported: list[tuple[str, str, str]] = []
-    for pc in proto_components:
+    for pc, precision in itertools.product(proto_components, precision_names):
         proto: Protocol = load_protocol(pc)
         config = proto.config(suite, smoke, per_protocol[pc.name])
+        try:
+            config = proto.with_precision(config, precision, smoke)
+        except ConfigError as error:
+            unsupported.append((pc.name, f"~{precision}", str(error)))
+            continue
         default = proto.student_of(proto.default_config(suite, smoke))
         in_use = students or _students_in_use(method_components)
         for mc in method_components:

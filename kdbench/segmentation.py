@@ -46,7 +46,7 @@ from kdbench.models.heads import SegmentationHead
 from kdbench.models.segmenter import Segmenter, TokenHeadStep, new_head, token_features
 from kdbench.phases import in_phase
 from kdbench.seeding import rng
-from kdbench.train import TrainConfig, fit
+from kdbench.train import TrainConfig, fit, predict
 
 Key = tuple[int, int]
 """A support set: (k, draw seed)."""
@@ -299,12 +299,19 @@ def frozen_confusions(
     cache_dir: Path | None = None,
     progress: Callable[..., Any] | None = None,
     label: str = "frozen",
+    maps: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[PerShot, dict[Key, SegmentationHead]]:
     """A head per support set on the frozen backbone's token maps of ``layers`` (computed
     once, cached under ``cache_dir``), each scored on the evaluation set: the confusion
-    matrices per k (one per draw) and the heads."""
+    matrices per k (one per draw) and the heads. ``maps`` (images to those token maps, e.g.
+    a quantised :class:`~kdbench.models.segmenter.TokenMaps`) replaces the backbone's own,
+    uncached."""
 
     def tokens(images: torch.Tensor, what: str) -> torch.Tensor:
+        if maps is not None:
+            return predict(
+                maps, images, batch_size=batch_size, progress=progress, desc=f"{label} ({what})"
+            ).to(torch.float16)
         return frozen_tokens(
             backbone,
             images,

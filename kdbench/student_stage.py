@@ -38,7 +38,7 @@ from kdbench.models.backbone import Backbone
 from kdbench.phases import in_phase
 from kdbench.registry import Registry
 from kdbench.results import ComponentRef
-from kdbench.train import TrainConfig, fit
+from kdbench.train import TrainConfig, fit, planned_steps
 from kdbench.transfer import transfer_name
 
 
@@ -198,15 +198,26 @@ def train_student(
             assert teacher is not None
             tensors += tuple(teacher.outputs(images, needs))
             notes += teacher.notes()
-        result = fit(
-            RecipeStep(model, terms, needs),  # type: ignore[arg-type]
-            tensors,
-            budget,
-            device=device,
-            checkpoint=checkpoint,
-            progress=progress,
-            desc=desc,
-        )
+        attached = None
+        if recipe.quantise is not None:  # quantisation-aware: wrappers on for training only
+            attached = recipe.quantise.attach(model.backbone, planned_steps(len(images), budget))
+            notes.append(
+                f"quantisation-aware training ({recipe.quantise.as_dict()}): "
+                f"{len(attached.layers)} conv/linear layers fake-quantised while training"
+            )
+        try:
+            result = fit(
+                RecipeStep(model, terms, needs),  # type: ignore[arg-type]
+                tensors,
+                budget,
+                device=device,
+                checkpoint=checkpoint,
+                progress=progress,
+                desc=desc,
+            )
+        finally:
+            if attached is not None:
+                attached.remove()
         if result.resumed_from_step:
             notes.append(
                 f"{desc} training was interrupted and resumed from its checkpoint at step "

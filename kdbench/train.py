@@ -128,6 +128,15 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.
     return list(torch.split(order, batch_size))
 
 
+def planned_steps(n: int, config: TrainConfig) -> int:
+    """The training forwards :func:`fit` makes over ``n`` examples with ``config`` on this
+    rank (what a schedule tied to training progress counts)."""
+    batches = len(epoch_batches(n, config.batch_size, config.seed, 0))
+    steps_per_epoch = math.ceil(batches / config.grad_accum)
+    total = config.steps if config.steps is not None else steps_per_epoch * config.epochs
+    return total * config.grad_accum
+
+
 def _lr_lambda(total_steps: int, warmup: float) -> Callable[[int], float]:
     warm = max(1, int(total_steps * warmup)) if warmup > 0 else 0
 

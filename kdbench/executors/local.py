@@ -141,6 +141,7 @@ def _labels(spec: JobSpec) -> str:
     return ", ".join(
         f"{u['protocol']}/{u['method']}"
         + (f"@{u['student']}" if u.get("student") else "")
+        + (f"~{u['config']['precision']['name']}" if u["config"].get("precision") else "")
         + f"/seed{u['seed']}"
         for u in spec.units
     )

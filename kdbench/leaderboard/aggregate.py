@@ -1,10 +1,10 @@
 """Leaderboard tables: ranked records aggregated over seeds with pandas.
 
-One table per (suite, protocol, protocol version, dataset, teacher) and, for the device
-protocol, per device fingerprint, so versions, suites, datasets, teachers and devices are
-never mixed. One row per (method, method
-version, student, transfer set): the same method with two students, or distilled on two
-transfer sets, is two rows. Each metric is the mean
+One table per (suite, protocol, protocol version, dataset, teacher, precision) and, for
+the device protocol, per device fingerprint, so versions, suites, datasets, teachers,
+devices and precisions are never mixed. One row per (method, method version, student,
+transfer set): the same method with two students, or distilled on two transfer sets, is
+two rows. Each metric is the mean
 over seeds, with a 95% CI across the seeds (Student's t, n-1) when there are two or more
 (:func:`kdbench.metrics.stats.mean_ci95`). A one-seed cell has no interval: the record's own
 CI (over its episodes, tasks or draws) is another quantity, kept apart in
@@ -30,13 +30,14 @@ from kdbench.leaderboard.acceptance import MIN_SEEDS, self_reported
 from kdbench.leaderboard.baselines import Delta, attach_deltas
 from kdbench.leaderboard.datasets import dataset_label, teacher_label
 from kdbench.leaderboard.intake import RecordFile, table_key
+from kdbench.leaderboard.precisions import FP32, precision_label
 from kdbench.leaderboard.students import row_label, row_student
 from kdbench.leaderboard.transfers import row_transfer
 from kdbench.metrics.stats import critical_value
 from kdbench.results import Record
 
 #: Columns that identify a table.
-TABLE_KEYS = ("suite", "protocol", "version", "dataset", "teacher", "device")
+TABLE_KEYS = ("suite", "protocol", "version", "dataset", "teacher", "device", "precision")
 #: Columns that identify a row within a table (``student`` as :func:`student_key` writes it,
 #: ``transfer`` the row's transfer set or ``""``).
 ROW_KEYS = (*TABLE_KEYS, "method", "method_version", "student", "transfer")
@@ -145,6 +146,16 @@ class Table:
     """The records' :func:`~kdbench.leaderboard.datasets.dataset_key`."""
     teacher: str = ""
     """The records' :func:`~kdbench.leaderboard.datasets.teacher_key`."""
+    precision: str = FP32
+    """The precision the rows' students are scored at (:mod:`.precisions`)."""
+
+    @property
+    def quantised(self) -> bool:
+        return self.precision != FP32
+
+    @property
+    def precision_label(self) -> str:
+        return precision_label(self.precision)
 
     @property
     def dataset_label(self) -> str:
@@ -374,7 +385,7 @@ def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> lis
 
     tables = []
     for key in sorted(grouped):
-        suite, protocol, version, dataset, teacher, device = key
+        suite, protocol, version, dataset, teacher, device, precision = key
         part = table_frames.get(key)
         columns, sort_metric = _columns(part) if part is not None else ([], None)
         rows = []
@@ -426,6 +437,7 @@ def build_tables(files: Sequence[RecordFile], min_seeds: int = MIN_SEEDS) -> lis
                 config_hashes=sorted(hashes),
                 dataset=str(dataset),
                 teacher=str(teacher),
+                precision=str(precision),
             )
         )
     return tables

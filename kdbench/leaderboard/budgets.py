@@ -139,8 +139,8 @@ def candidates_of(table: Table, costs: DeviceCosts, device: str) -> list[Candida
         score = row.value(table.sort_metric)
         if row.rank is None or score is None:
             continue
-        latency = costs.cost(table.suite, device, row, LATENCY)
-        params = costs.cost(table.suite, None, row, PARAMS)
+        latency = costs.cost(table.suite, device, row, LATENCY, table.precision)
+        params = costs.cost(table.suite, None, row, PARAMS, table.precision)
         out.append(Candidate(row, score, latency, params))
     return out
 

@@ -6,6 +6,8 @@ on the device), latency p50 and energy once per device fingerprint of the suite.
 Pareto front (no other ranked row both costs less and scores better) is drawn as a line.
 Reference rows and preliminary rows (fewer seeds than the seed policy) are drawn for context
 and never on the front: a one-seed row's CI says nothing about how it varies between seeds.
+A table scored at a precision (``kdbench run --precision``) places its rows at the cost of
+the quantised student, and its points and titles carry the precision.
 """
 
 from __future__ import annotations
@@ -70,17 +72,23 @@ def front_points(
     placed: list[tuple[Row, float, float]] = []
     for row in table.rows:
         score = row.value(table.sort_metric)
-        cost = costs.cost(table.suite, device, row, axis)
+        cost = costs.cost(table.suite, device, row, axis, table.precision)
         if score is not None and cost is not None:
             placed.append((row, cost, score))
     points = [
-        Point(cost, score, row.label, row.reference, preliminary=row.preliminary)
+        Point(cost, score, row_mark(table, row), row.reference, preliminary=row.preliminary)
         for row, cost, score in placed
     ]
     on_front = set(frontier(points, higher_is_better=column.higher_is_better))
     return [
         FrontPoint(row, cost, score, i in on_front) for i, (row, cost, score) in enumerate(placed)
     ]
+
+
+def row_mark(table: Table, row: Row) -> str:
+    """A point's label: ``method · student``, and the precision on a quantised table's
+    points (so a quantised point is never read as the fp32 student's)."""
+    return f"{row.label} [{table.precision}]" if table.quantised else row.label
 
 
 def table_fronts(table: Table, costs: DeviceCosts, href_of: Mapping[str, str]) -> list[Front]:
@@ -101,10 +109,11 @@ def table_fronts(table: Table, costs: DeviceCosts, href_of: Mapping[str, str]) -
     for axis, device in scopes:
         summary = costs.devices.get(device) if device is not None else None
         where = f" on {summary} [{short_id(device)}]" if device is not None else ""
-        title = f"{y_label} vs {axis.label}{where}"
+        at = f" at {table.precision_label}" if table.quantised else ""
+        title = f"{y_label}{at} vs {axis.label}{where}"
         points = front_points(table, costs, axis, device)
         if not points:
-            reasons = costs.missing_reasons(table.suite, device, axis)
+            reasons = costs.missing_reasons(table.suite, device, axis, table.precision)
             why = f": {'; '.join(reasons)}" if reasons else ""
             what = axis.label.split(" (")[0]
             note = f"No {what} measured for these backbones{where}{why}."
@@ -115,7 +124,7 @@ def table_fronts(table: Table, costs: DeviceCosts, href_of: Mapping[str, str]) -
                 Point(
                     p.cost,
                     p.score,
-                    p.row.label,
+                    row_mark(table, p.row),
                     p.row.reference,
                     href_of.get(p.row.method),
                     preliminary=p.row.preliminary,

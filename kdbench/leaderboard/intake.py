@@ -16,6 +16,7 @@ from kdbench.errors import RecordError
 from kdbench.leaderboard.datasets import dataset_key, teacher_key
 from kdbench.leaderboard.devices import DEVICE_PROTOCOL, fingerprint_id
 from kdbench.leaderboard.links import SitePages
+from kdbench.leaderboard.precisions import record_precision
 from kdbench.leaderboard.students import row_student
 from kdbench.leaderboard.transfers import row_transfer
 from kdbench.record_files import find_record_files, parse_record_bytes, read_record_bytes
@@ -176,7 +177,8 @@ def table_device(record: Record) -> str:
 
 def table_key(record: Record) -> tuple[object, ...]:
     """The leaderboard table a record belongs to: suite, protocol version, dataset (name and
-    manifest), teacher and, for device records, the device."""
+    manifest), teacher, for device records the device, and the precision the student is
+    scored at (``fp32`` unless ``kdbench run --precision`` said otherwise)."""
     return (
         record.suite,
         record.protocol.name,
@@ -184,13 +186,14 @@ def table_key(record: Record) -> tuple[object, ...]:
         dataset_key(record),
         teacher_key(record),
         table_device(record),
+        record_precision(record),
     )
 
 
 def unit_key(record: Record) -> tuple[object, ...]:
     """What makes two records runs of the same unit (the newer one is used): the same
     method with another student or transfer set, on another dataset (name and manifest),
-    from another teacher or on another device is another unit."""
+    from another teacher, on another device or at another precision is another unit."""
     return (
         *table_key(record),
         record.method.name,

@@ -478,6 +478,8 @@ class SiteRenderer:
                 for row in table.rows
             }
             device = f"-{short_id(table.device)}" if table.device else ""
+            if table.quantised:  # fp32 tables keep their anchors
+                device = f"-{table.precision}{device}"
             if several:  # one anchor per dataset and teacher, kept short and stable
                 digest = hashlib.sha256(f"{table.dataset}\n{table.teacher}".encode()).hexdigest()
                 device = f"-{table.dataset.split(':')[0].split('@')[0]}-{digest[:8]}{device}"

@@ -37,6 +37,18 @@ def token_maps(backbone: Backbone, images: torch.Tensor, layers: Sequence[int]) 
     return torch.cat(maps, dim=1)
 
 
+class TokenMaps(nn.Module):
+    """:func:`token_maps` of ``backbone`` at ``layers`` as a module (images in, maps out):
+    what static quantisation exports."""
+
+    def __init__(self, backbone: Backbone, layers: Sequence[int]) -> None:
+        super().__init__()
+        self.backbone, self.layers = backbone, tuple(layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return token_maps(self.backbone, images, self.layers)
+
+
 @torch.no_grad()
 def token_features(
     backbone: Backbone,

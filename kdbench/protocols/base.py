@@ -92,6 +92,12 @@ class Protocol(ABC):
     (latency, energy): ``slurm`` then asks for an exclusive node, and an executor that runs
     units side by side refuses it unless told otherwise."""
 
+    quantisable: ClassVar[bool] = False
+    """Whether the protocol scores a student at another precision than fp32 (``kdbench run
+    --precision``): such a unit's config gains a ``precision`` section
+    (:meth:`with_precision`) and its record the figures of
+    :mod:`kdbench.quantization.scoring`."""
+
     teacher_key: ClassVar[str | None] = None
     """The dotted config key of the teacher (``{name, options}``), which ``kdbench run
     --teacher`` sets; ``None`` if the protocol has no teacher."""
@@ -148,6 +154,21 @@ class Protocol(ABC):
         base = dict(spec["options"]) if spec["name"] == name else {}
         node[last] = {"name": name, "options": {**base, **(options or {})}}
         return config
+
+    def with_precision(self, config: dict[str, Any], name: str, smoke: bool) -> dict[str, Any]:
+        """``config`` scored at the precision ``name``: unchanged for fp32, else with a
+        ``precision`` section. :class:`ConfigError` when the protocol cannot."""
+        from kdbench.quantization.precisions import parse_precision
+        from kdbench.quantization.scoring import precision_section
+
+        if parse_precision(name).is_fp32:
+            return config
+        if not self.quantisable:
+            raise ConfigError(
+                f"protocol {self.name!r} does not score quantised students yet (a protocol "
+                "that does declares `quantisable`); it runs at fp32 only"
+            )
+        return {**config, "precision": precision_section(name, smoke)}
 
     @abstractmethod
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:

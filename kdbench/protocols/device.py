@@ -24,6 +24,7 @@ from kdbench.device.defaults import default_device_config
 from kdbench.device.figures import DEVICE_METRICS
 from kdbench.device.measure import measure_on_pool
 from kdbench.device.precision import parse_precisions
+from kdbench.device.quantised import QUANT_METRICS, time_quantised
 from kdbench.device.sensors import select_sensor
 from kdbench.device.subject import load_backbone
 from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
@@ -64,7 +65,8 @@ never mixed. Parameters and FLOPs are exact counts, the same on every device and
 seed. A blank energy cell means no energy counter could be read there (the reason is
 given); kdbench never estimates it.
 """
-    metrics = DEVICE_METRICS
+    metrics = DEVICE_METRICS + QUANT_METRICS
+    quantisable = True
     unsupported: ClassVar[dict[Subject, str]] = {
         s: NOT_A_REFERENCE for s in (Subject.RECIPE, Subject.SCRATCH, Subject.FIT)
     }
@@ -94,6 +96,28 @@ given); kdbench never estimates it.
             )
         if not smoke and config["latency"]["min_seconds"] < 10:
             raise ConfigError("device: latency.min_seconds must be at least 10 for a ranked run")
+
+    @staticmethod
+    def _time_quantised(
+        backbone: Any, config: dict[str, Any], pool: torch.Tensor, threads: int, context: Any
+    ) -> Any:
+        """The ``--precision`` model timed as :func:`~kdbench.device.quantised.time_quantised`
+        does, on the threads the other figures used (TF32 is a GPU matter: the int8 path
+        runs on CPUs, whose fp32 matmuls are full precision by default)."""
+        from kdbench.device.threads import pinned_threads
+        from kdbench.device.timing import Tier
+
+        latency = config["latency"]
+        tier = Tier(
+            warmup=int(latency["warmup"]),
+            min_queries=int(latency["min_queries"]),
+            min_seconds=float(latency["min_seconds"]),
+        )
+        with pinned_threads(threads):
+            return time_quantised(
+                backbone, config["precision"], pool, tier, device=context.device,
+                seed=context.seed,
+            )  # fmt: skip
 
     def run(self, context: UnitContext) -> UnitResult:
         config, registry, device = dict(context.config), context.registry, context.device
@@ -126,10 +150,24 @@ given); kdbench never estimates it.
         )
         from kdbench.world import ShapesWorld
 
+        metrics = report.metrics()
         statistics = report.statistics()
+        if config.get("precision"):
+            timing = self._time_quantised(backbone, config, pool, report.threads, context)
+            metrics += timing.metrics()
+            statistics["quantised"] = timing.statistics()
+            if timing.reason is not None:
+                notes.append(f"{timing.precision}: {timing.reason}")
+            else:
+                notes.append(
+                    f"{timing.precision}: statically quantised (torchao PT2E, x86 inductor "
+                    f"quantiser) and calibrated on {timing.describe['calibration_images']} "
+                    "pool images; timed on int8 kernels "
+                    f"({', '.join(timing.kernels)}) against fp32 through the same compiler"
+                )
         statistics["backbone"] = {"name": backbone.name, "input_size": list(backbone.input_size)}
         return UnitResult(
-            metrics=report.metrics(),
+            metrics=metrics,
             dataset=ShapesWorld().identity(pool=len(pool)),
             components=components,
             draws={"pool": _digest(pool)},

@@ -11,7 +11,10 @@ A method with its own ``fit`` gets a :class:`DistillContext` and returns a
 
 Metrics: student and teacher top-1 on the test split (95% Wilson CI per seed); linear CKA
 between teacher and student embeddings on a fixed test subset, and its relative drop from
-the pretrained pair; wall-clock training seconds (teacher adaptation + student).
+the pretrained pair; wall-clock training seconds (teacher adaptation + student). At a
+precision (``kdbench run --precision``, docs/quantization.md) the student classifier is
+statically quantised and ``student_top1`` is the quantised one, beside its fp32 twin and
+the drop paired over the test images.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ from kdbench.models.backbone import Backbone
 from kdbench.phases import in_phase
 from kdbench.protocols.base import MetricSpec, Protocol, UnitContext, UnitResult
 from kdbench.protocols.configs import distill as distill_config
+from kdbench.quantization.scoring import (
+    QuantisedStudent,
+    precision_specs,
+    quantise_student,
+    twin_and_drop,
+)
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef
 from kdbench.student_stage import FrozenTeacher, StageData, train_student
@@ -166,6 +175,8 @@ same student. `scratch` (the student from random weights) is a reference row.
             description="Wall-clock training time (teacher adaptation + student).",
         ),
     )
+    metrics += precision_specs([m for m in metrics if m.headline])
+    quantisable = True
 
     def supports(
         self, method: Component, registry: Registry | None = None, student: str | None = None
@@ -346,16 +357,57 @@ same student. `scratch` (the student from random weights) is a reference row.
             self.metric("train_seconds")(train_seconds),
         ]
         statistics["cka_pretrained"] = cka_before
+        draws = dict(data.draws)
+        if config.get("precision"):
+            quantised = self._at_precision(config, student, data, metrics, statistics, context)
+            notes += quantised.notes
+            notes.append("cka and cka_drop are of the fp32 student; the teacher is not quantised")
+            draws.update(quantised.draws())
         return UnitResult(
             metrics=metrics,
             dataset=data.identity,
             components=components,
-            draws=data.draws,
+            draws=draws,
             statistics=statistics,
             notes=notes,
             train_seconds=train_seconds,
             eval_seconds=time.perf_counter() - eval_started,
         )
+
+    def _at_precision(
+        self,
+        config: dict[str, Any],
+        student: Classifier,
+        data: TaskData,
+        metrics: list[Any],
+        statistics: dict[str, Any],
+        context: UnitContext,
+    ) -> QuantisedStudent:
+        """Score the student (backbone and head) after static quantisation, calibrated on
+        the seeded subset of the training images, on the same test images as at fp32:
+        ``student_top1`` becomes the quantised one, with its fp32 twin and the paired drop
+        over the test images; ``metrics`` and ``statistics`` are updated in place."""
+        device, n = context.device, data.num_classes
+        labels = data.test_labels
+        fp32_correct = predict(student.eval(), data.test_images, device=device).argmax(-1) == labels
+        quantised = quantise_student(
+            student.cpu().eval(), config["precision"], data.train_images, progress=context.progress
+        )
+        q_pred = predict(quantised, data.test_images, progress=context.progress, desc="q")
+        q_correct = q_pred.argmax(-1) == labels
+        q_cm = torch.bincount(labels * n + q_pred.argmax(-1), minlength=n * n).reshape(n, n)
+        fp32 = metrics[0]
+        assert fp32.name == "student_top1"
+        acc, ci = proportion_ci95(int(q_correct.sum()), len(labels))
+        metrics[0] = self.metric("student_top1")(acc, ci95=ci, n=len(labels))
+        metrics += twin_and_drop(
+            self, fp32, 100 * fp32_correct.double().numpy(), 100 * q_correct.double().numpy()
+        )
+        metrics += quantised.footprint_metrics(self)
+        statistics["fp32_student_confusion"] = statistics["student_confusion"]
+        statistics["student_confusion"] = q_cm.tolist()
+        statistics["precision"] = quantised.statistics()
+        return quantised
 
     # -- recipes -------------------------------------------------------------------------
     def _run_recipe(

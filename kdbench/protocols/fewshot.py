@@ -50,6 +50,7 @@ from kdbench.protocols.base_training import (
     frozen_teacher_reason,
 )
 from kdbench.protocols.configs import fewshot as fewshot_config
+from kdbench.quantization.scoring import precision_specs, quantise_student, twin_and_drop
 from kdbench.registry import Component, Registry
 from kdbench.subjects import Subject
 from kdbench.train import predict
@@ -151,6 +152,8 @@ budget.
             "train_seconds", False, "s", description="Wall-clock time of the base-class stage."
         ),
     )
+    metrics += precision_specs([m for m in metrics if m.headline])
+    quantisable = True
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
         common: dict[str, Any] = {
@@ -206,6 +209,59 @@ budget.
             method, registry
         )
 
+    def _score(
+        self,
+        config: dict[str, Any],
+        feats: torch.Tensor,
+        base_feats: torch.Tensor,
+        base_labels: torch.Tensor,
+        novel: NovelData,
+        episodes: dict[int, Any],
+        seed: int,
+    ) -> tuple[list[Any], dict[str, Any], dict[int, np.ndarray]]:
+        """The shot metrics of one backbone's features, its statistics and the per-episode
+        accuracies (for paired comparisons)."""
+        center = base_feats.double().mean(0)
+        scatter = within_class_statistics(base_feats, base_labels.numpy(), center=center)
+        metrics: list[Any] = []
+        statistics: dict[str, Any] = {}
+        accuracies: dict[int, np.ndarray] = {}
+        queries_per_episode = config["ways"] * config["queries"]
+        for k in SHOTS:
+            if k not in episodes:
+                for name in self._shot_metrics(k):
+                    metrics.append(self.metric(name)(None, reason=f"{k}-shot not configured"))
+                continue
+            acc = ncm_accuracy(feats, novel.labels, episodes[k], center=center)
+            accuracies[k] = np.asarray(acc)
+            mean, ci = summarize(acc)
+            metrics.append(self.metric(f"acc_{k}shot")(mean, ci95=ci, n=len(acc)))
+            est = estimate_accuracy(
+                feats,
+                novel.labels,
+                episodes[k],
+                center=center,
+                within_variance=scatter.variance,  # used for one shot only
+                dim=scatter.class_dim,
+                draws=config["estimate"]["draws"],
+                seed=seed,
+            )
+            est_mean, est_ci = summarize(est)
+            metrics.append(self.metric(f"est_acc_{k}shot")(est_mean, ci95=est_ci, n=len(est)))
+            if k >= 2:
+                loo = loo_accuracy(feats, novel.labels, episodes[k], center=center)
+                loo_mean, loo_ci = summarize(loo)
+                metrics.append(self.metric(f"loo_acc_{k}shot")(loo_mean, ci95=loo_ci, n=len(loo)))
+            statistics[f"correct_{k}shot"] = np.rint(acc * queries_per_episode).astype(int).tolist()
+        statistics.update(
+            queries_per_episode=queries_per_episode,
+            feature_dim=int(feats.shape[1]),
+            base_within_variance=scatter.variance,
+            base_effective_dim=scatter.effective_dim,
+            base_class_dim=scatter.class_dim,
+        )
+        return metrics, statistics, accuracies
+
     def run(self, context: UnitContext) -> UnitResult:
         config, registry, device = context.config, context.registry, context.device
         shots = config["shots"]
@@ -234,51 +290,33 @@ budget.
         base = load_base_data(config["base"], registry, context.progress, key="fewshot.base")
         base_feats = base_features(backbone, base, device=device, progress=context.progress)
         feats = novel_features(backbone, novel, device=device, progress=context.progress)
-        center = base_feats.double().mean(0)
-        scatter = within_class_statistics(base_feats, base.labels.numpy(), center=center)
-
-        metrics, statistics = [], {}
-        queries_per_episode = config["ways"] * config["queries"]
-        for k in SHOTS:
-            if k not in episodes:
-                for name in self._shot_metrics(k):
-                    metrics.append(self.metric(name)(None, reason=f"{k}-shot not configured"))
-                continue
-            acc = ncm_accuracy(feats, novel.labels, episodes[k], center=center)
-            mean, ci = summarize(acc)
-            metrics.append(self.metric(f"acc_{k}shot")(mean, ci95=ci, n=len(acc)))
-            est = estimate_accuracy(
-                feats,
-                novel.labels,
-                episodes[k],
-                center=center,
-                within_variance=scatter.variance,  # used for one shot only
-                dim=scatter.class_dim,
-                draws=config["estimate"]["draws"],
-                seed=context.seed,
+        metrics, statistics, accuracies = self._score(
+            config, feats, base_feats, base.labels, novel, episodes, context.seed
+        )
+        quantised = None
+        if config.get("precision"):
+            quantised = quantise_student(
+                backbone, config["precision"], base.images, progress=context.progress
             )
-            est_mean, est_ci = summarize(est)
-            metrics.append(self.metric(f"est_acc_{k}shot")(est_mean, ci95=est_ci, n=len(est)))
-            if k >= 2:
-                loo = loo_accuracy(feats, novel.labels, episodes[k], center=center)
-                loo_mean, loo_ci = summarize(loo)
-                metrics.append(self.metric(f"loo_acc_{k}shot")(loo_mean, ci95=loo_ci, n=len(loo)))
-            statistics[f"correct_{k}shot"] = np.rint(acc * queries_per_episode).astype(int).tolist()
+            q_base = predict(quantised, base.images, progress=context.progress, desc="base q")
+            q_feats = predict(quantised, novel.load()[0], progress=context.progress, desc="q")
+            q_metrics, q_statistics, q_accuracies = self._score(
+                config, q_feats, q_base, base.labels, novel, episodes, context.seed
+            )
+            for k in episodes:
+                fp32 = next(m for m in metrics if m.name == f"acc_{k}shot")
+                q_metrics += twin_and_drop(self, fp32, 100 * accuracies[k], 100 * q_accuracies[k])
+                q_statistics[f"fp32_correct_{k}shot"] = statistics[f"correct_{k}shot"]
+            q_metrics += quantised.footprint_metrics(self)
+            q_statistics["precision"] = quantised.statistics()
+            metrics, statistics = q_metrics, q_statistics
         if subject.train_seconds is None:
             metrics.append(
                 self.metric("train_seconds")(None, reason="reference row: nothing is trained")
             )
         else:
             metrics.append(self.metric("train_seconds")(subject.train_seconds))
-        statistics.update(
-            queries_per_episode=queries_per_episode,
-            feature_dim=int(feats.shape[1]),
-            base_within_variance=scatter.variance,
-            base_effective_dim=scatter.effective_dim,
-            base_class_dim=scatter.class_dim,
-        )
-
-        notes = list(subject.notes)
+        notes = list(subject.notes) + (quantised.notes if quantised is not None else [])
         recipe = getattr(context.method.load(), "recipe", None)
         if recipe is not None and recipe.teacher_mode is None:
             notes.append(
@@ -300,6 +338,8 @@ budget.
         identity = episodes_identity(base.identity, novel.identity)
         draws = {f"episodes_{k}shot": episodes[k].sha256() for k in episodes}
         draws.update(novel=novel.digest, base=base.digest)
+        if quantised is not None:
+            draws.update(quantised.draws())
         return UnitResult(
             metrics=metrics,
             dataset=identity,

@@ -24,7 +24,9 @@ model and cached; tasks are index arithmetic over the cached matrices.
 
 Pools live in :mod:`kdbench.data.pool`; task sampling, confusers and scoring in the
 evaluation library :mod:`kdbench.oneclass`. This module keeps the config, the unit and the
-record.
+record. At a precision (``kdbench run --precision``, docs/quantization.md) the subject's
+image encoder is statically quantised and every metric is the quantised one, with
+``auroc``'s fp32 twin and the drop paired over the tasks.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from kdbench.protocols.base import ConfigError, MetricSpec, Protocol, UnitContex
 from kdbench.protocols.base_training import BASE_UNSUPPORTED, frozen_teacher_reason
 from kdbench.protocols.configs import oneclass as oneclass_config
 from kdbench.protocols.text_stage import text_space_encoder
+from kdbench.quantization.scoring import precision_specs, quantise_student, twin_and_drop
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef
 
@@ -135,6 +138,8 @@ pretrained student mapped into the joint space by a ridge regression, without di
         ),
         *_per_distance_specs(),
     )
+    metrics += precision_specs([m for m in metrics if m.headline])
+    quantisable = True
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
         if suite == "embedded":
@@ -322,12 +327,35 @@ pretrained student mapped into the joint space by a ridge regression, without di
             embeddings, text, pool, targets, confusers, tasks, score=config["score"]
         )
 
+        quantised = None
+        if config.get("precision"):
+            if subject.module is None or subject.calibration is None:
+                raise ConfigError(
+                    f"oneclass: {context.method.name!r} has no image encoder as a module, so "
+                    "it cannot be scored at a precision; run it at fp32"
+                )
+            fp32_metrics, _, _ = self._aggregate(scores, tasks)
+            quantised = quantise_student(
+                subject.module, config["precision"], subject.calibration, progress=context.progress
+            )
+            embeddings = embed_pool(quantised, pool, device="cpu", progress=context.progress)
+            fp32_auroc = scores.auroc
+            scores = score_tasks(
+                embeddings, text, pool, targets, confusers, tasks, score=config["score"]
+            )
+
         metrics, statistics, notes = self._aggregate(scores, tasks)
         notes = subject.notes + notes
         if config["zero_shot_top1"]:
             correct = zero_shot_correct(embeddings, text, pool)
             acc, ci = proportion_ci95(correct, pool.num_images)
             metrics.append(self.metric("zero_shot_top1")(acc, ci95=ci, n=pool.num_images))
+        if quantised is not None:
+            metrics += twin_and_drop(self, fp32_metrics[0], fp32_auroc, scores.auroc)
+            metrics += quantised.footprint_metrics(self)
+            statistics["precision"] = quantised.statistics()
+            statistics["per_task"]["fp32_auroc"] = np.round(fp32_auroc, 6).tolist()
+            notes = quantised.notes + notes
         vocab = pool.vocabulary.names
         if len(targets) <= 2000:  # small enough to keep in the record
             statistics["confusers"] = {
@@ -343,6 +371,8 @@ pretrained student mapped into the joint space by a ridge regression, without di
         }
         if subject.base_digest:
             draws["base"] = subject.base_digest
+        if quantised is not None:
+            draws.update(quantised.draws())
         return UnitResult(
             metrics=metrics,
             dataset=pool.identity,

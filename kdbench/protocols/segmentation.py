@@ -28,7 +28,10 @@ For one unit (method x seed) the protocol
 Metrics: ``miou`` (headline) is the first adapter's mIoU averaged over the configured k,
 mean ± 95% CI over the draws; ``miou_<k>shot`` the first adapter's mIoU at each k;
 ``miou_<adapter>`` each adapter's average over k. Confusion matrices, per-draw values and
-support indices are in ``statistics`` so a record can be rescored.
+support indices are in ``statistics`` so a record can be rescored. At a precision
+(``kdbench run --precision``, docs/quantization.md) each frozen adapter's heads are trained
+and scored on the statically quantised backbone's token maps, the headline beside its fp32
+twin and the drop paired over the draws; adapters that train the backbone are ``null``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from kdbench.metrics.stats import mean_ci95
 from kdbench.models.adapters import AdapterChoice, choose_adapter
 from kdbench.models.backbone import resample_backbone
 from kdbench.models.heads import SegmentationHead
+from kdbench.models.segmenter import TokenMaps
 from kdbench.protocols.base import ConfigError, Protocol, UnitContext, UnitResult
 from kdbench.protocols.base_training import (
     BASE_UNSUPPORTED,
@@ -54,6 +58,12 @@ from kdbench.protocols.base_training import (
     frozen_teacher_reason,
 )
 from kdbench.protocols.configs import segmentation as segmentation_config
+from kdbench.quantization.scoring import (
+    QuantisedStudent,
+    precision_specs,
+    quantise_student,
+    twin_and_drop,
+)
 from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef, MetricFamily, MetricSpec
 from kdbench.segmentation import (
@@ -72,7 +82,7 @@ SHOTS = (1, 2, 5, 10)
 """The k a record can report (PROTOCOLS.md §4)."""
 SECTIONS = frozenset(
     {"base", "shots", "draws", "adapters", "head", "adapted", "batch_size", "cache_features"}
-    | {"image_size", "data"}
+    | {"image_size", "data", "precision"}
 )
 """The protocol's own config keys; any other top-level section holds the options of the
 adapter it is named after (``multilayer``, ``lora``, ``svf`` by default)."""
@@ -168,7 +178,8 @@ labels alone with the same budget, is the row a distillation method must beat. A
 allows, so it is not the bar for a method.
 """
     unsupported = BASE_UNSUPPORTED
-    metrics = METRICS
+    metrics = (*METRICS, *precision_specs([m for m in METRICS if m.headline]))
+    quantisable = True
     metric_families = (ADAPTER_MIOU,)
 
     def data_sections(self, config: dict[str, Any], subject: Subject) -> dict[str, dict[str, Any]]:
@@ -302,14 +313,22 @@ allows, so it is not the bar for a method.
         )
         cache_dir = context.cache_dir if config["cache_features"] else None
 
-        def frozen(layers: tuple[int, ...], label: str):
+        def frozen(layers: tuple[int, ...], label: str, maps: Any = None):
             return frozen_confusions(
                 subject, layers, data, support, train=head_train, cache_dir=cache_dir,
-                label=label, **common,
+                label=label, maps=maps, **common,
             )  # fmt: skip
 
+        precision = config.get("precision")
+        if precision and not adapters[0].adapter.frozen:
+            raise ConfigError(
+                f"{WHERE}: at a precision the first adapter (the headline's) must read a "
+                f"frozen backbone; {adapters[0].name!r} trains it. Put 'linear' first"
+            )
         components = dict(base.components)
         results: dict[str, PerShot] = {}
+        quantised: dict[str, PerShot] = {}
+        at_precision: dict[tuple[int, ...], QuantisedStudent] = {}
         # frozen heads by the layers they read: where adapted runs start from
         heads: dict[tuple[int, ...], dict[Key, SegmentationHead]] = {}
         head_seconds = 0.0
@@ -318,7 +337,18 @@ allows, so it is not the bar for a method.
             components[f"adapter:{name}"] = ComponentRef(**entry.ref())
             t0 = time.perf_counter()
             layers = tuple(adapter.layers)
-            if adapter.frozen:
+            if precision and not adapter.frozen:
+                continue  # the adapted backbone is trained per support set: scored at fp32
+            if precision:
+                if layers not in at_precision:
+                    pool = (len(data.presence), lambda rows: data.load_pool(rows)[0])
+                    at_precision[layers] = quantise_student(
+                        TokenMaps(subject, layers), precision, pool, progress=context.progress
+                    )
+                results[name], heads[layers] = frozen(layers, name)
+                label = f"{name} {precision['name']}"
+                quantised[name], _ = frozen(layers, label, maps=at_precision[layers])
+            elif adapter.frozen:
                 results[name], heads[layers] = frozen(layers, name)
             else:
                 if layers not in heads:
@@ -329,7 +359,22 @@ allows, so it is not the bar for a method.
                 )  # fmt: skip
             head_seconds += time.perf_counter() - t0
 
-        metrics, statistics = self._score(results, shots, config, data)
+        if precision:
+            metrics, statistics = self._at_precision(results, quantised, shots, config, data)
+            for entry in adapters:
+                if not entry.adapter.frozen:
+                    reason = (
+                        f"scored at fp32 only: the {entry.name} adapter trains the backbone "
+                        "on each support set, so no one quantised model is scored"
+                    )
+                    metrics.append(self.metric(ADAPTER_MIOU.name(entry.name))(None, reason=reason))
+            headline = at_precision[tuple(adapters[0].adapter.layers)]
+            metrics += headline.footprint_metrics(self)
+            notes += headline.notes
+            draws.update(headline.draws())
+            statistics["precision"] = headline.statistics()
+        else:
+            metrics, statistics = self._score(results, shots, config, data)
         statistics.update(
             backbone=described,
             classes=data.classes,
@@ -388,6 +433,30 @@ allows, so it is not the bar for a method.
                 "shots": largest,
                 "iou": {c: percent(v) for c, v in zip(data.classes, scores.per_class(largest))},
             }
+        return metrics, statistics
+
+    def _at_precision(
+        self,
+        fp32: dict[str, PerShot],
+        quantised: dict[str, PerShot],
+        shots: list[int],
+        config: dict[str, Any],
+        data: SceneData,
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Metrics of the quantised backbone's heads, the headline's fp32 twin and its drop
+        paired over the support draws (each draw's mIoU averaged over k), and the fp32
+        statistics beside the quantised ones."""
+        metrics, statistics = self._score(quantised, shots, config, data)
+        fp32_metrics, fp32_statistics = self._score(fp32, shots, config, data)
+        first = next(iter(fp32))
+        per_draw = ShotScores.of(fp32[first], shots).percent.mean(0)
+        q_per_draw = ShotScores.of(quantised[first], shots).percent.mean(0)
+        both = np.isfinite(per_draw) & np.isfinite(q_per_draw)
+        headline = next(m for m in fp32_metrics if m.name == "miou")
+        metrics += twin_and_drop(self, headline, per_draw[both], q_per_draw[both])
+        statistics["fp32"] = {
+            key: fp32_statistics[key] for key in ("confusion", "miou_per_draw", "absent_per_draw")
+        }
         return metrics, statistics
 
     def _mean_metric(self, name: str, values: np.ndarray):

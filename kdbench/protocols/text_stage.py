@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from kdbench import subjects
 from kdbench.cache import cache_key, cached_tensors, tensor_digest
@@ -28,6 +29,30 @@ from kdbench.student_stage import CacheSlot, StageData, train_student
 from kdbench.train import TrainConfig, predict
 
 
+class Encoding(nn.Module):
+    """``inner.<method>`` as a module's ``forward``: what static quantisation exports."""
+
+    def __init__(self, inner: nn.Module, method: str) -> None:
+        super().__init__()
+        self.inner, self.method = inner, method
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return getattr(self.inner, self.method)(images)
+
+
+class RidgeMapped(nn.Module):
+    """A pretrained student and the ridge map that takes its embedding to the joint space."""
+
+    def __init__(self, student: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.student = student
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.student(images) @ self.weight + self.bias, dim=-1)
+
+
 @dataclass
 class Encoder:
     """What a unit scores: a function from images to joint-space embeddings."""
@@ -38,6 +63,10 @@ class Encoder:
     notes: list[str] = field(default_factory=list)
     train_seconds: float | None = None
     base_digest: str | None = None
+    module: nn.Module | None = None
+    """``encode`` as a module (images in, embeddings out), for static quantisation."""
+    calibration: torch.Tensor | None = None
+    """The training images a quantised encoder is calibrated on (a seeded subset)."""
 
 
 def text_space_encoder(
@@ -49,12 +78,19 @@ def text_space_encoder(
     method: Method = context.method.load()
     kind = subjects.subject_of(method)
     if kind == subjects.Subject.TEACHER:
-        return Encoder(
+        encoder = Encoder(
             encode=teacher.encode_image,
             digest=teacher.image_digest(),
             components={"subject": components["teacher"]},
             notes=["reference row: the teacher's own image–text embeddings"],
         )
+        if context.config.get("precision") and isinstance(teacher, nn.Module):
+            stage = context.config["student_stage"]
+            data = load_text_stage_data(
+                stage, context.registry, context.progress, context.cache_dir
+            )
+            encoder.module, encoder.calibration = Encoding(teacher, "encode_image"), data.images
+        return encoder
     stage = context.config["student_stage"]
     data = load_text_stage_data(stage, context.registry, context.progress, context.cache_dir)
     base_text = teacher.encode_text([context.config["prompt"].format(n) for n in data.class_names])
@@ -78,14 +114,12 @@ def _reference_student(
     weight, bias = fit_linear_map(
         feats, base_text.cpu()[data.labels], context.config["student_stage"]["ridge"]
     )
-    w, b = weight.to(device), bias.to(device)
-
-    def encode(images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(student(images) @ w + b, dim=-1)
-
+    mapped = RidgeMapped(student, weight.to(device), bias.to(device)).eval()
     digest = cache_key(tensor_digest(student), tensor_digest({"w": weight, "b": bias}))
     return Encoder(
-        encode=encode,
+        encode=mapped,
+        module=mapped,
+        calibration=data.images,
         digest=digest,
         components={"subject": components["student"]},
         notes=[
@@ -163,6 +197,8 @@ def _trained_student(
     digest = cache_key(tensor_digest(student), "text-space-student")
     return Encoder(
         encode=student.embed,
+        module=Encoding(student, "embed"),
+        calibration=data.images,
         digest=digest,
         components=subject_components,
         notes=notes,

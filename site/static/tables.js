@@ -122,6 +122,22 @@
     apply();
   }
 
+  // <div class="precision-tools"> holds a <select class="precision-filter">: only the
+  // table blocks whose data-precision is the chosen precision stay shown ("" for all).
+  function setUpPrecision(tools) {
+    var select = tools.querySelector("select.precision-filter");
+    if (!select) return;
+    var blocks = document.querySelectorAll("section.table-block[data-precision]");
+    function apply() {
+      Array.prototype.forEach.call(blocks, function (block) {
+        block.hidden = select.value !== "" && block.getAttribute("data-precision") !== select.value;
+      });
+    }
+    select.addEventListener("change", apply);
+    tools.hidden = false;
+    apply();
+  }
+
   // A printed page shows every folded chart and legend.
   function openForPrint() {
     Array.prototype.forEach.call(document.querySelectorAll("details:not([open])"), function (d) {
@@ -133,6 +149,7 @@
     document.documentElement.classList.add("js");
     Array.prototype.forEach.call(document.querySelectorAll("table.lb-table"), setUpSorting);
     Array.prototype.forEach.call(document.querySelectorAll(".table-tools"), setUpFilters);
+    Array.prototype.forEach.call(document.querySelectorAll(".precision-tools"), setUpPrecision);
     window.addEventListener("beforeprint", openForPrint);
   }
 

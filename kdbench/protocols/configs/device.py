@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, field_validator
 
 from kdbench.protocols.configs.model import ConfigModel
-from kdbench.protocols.configs.sections import ModelSpec
+from kdbench.protocols.configs.sections import ModelSpec, PrecisionSection
 
 Precision = Literal["fp32", "bf16", "fp16", "int8"]
 """Numeric precisions a model is measured at (``kdbench.device.precision.PRECISIONS``)."""
@@ -65,6 +65,9 @@ class DeviceConfig(ConfigModel):
     registered sensor's name (``kdbench ls sensors``)."""
     idle_seconds: NonNegativeFloat
     """Idle power window in seconds before measuring (stretched to 100 sensor updates)."""
+    precision: PrecisionSection | None = None
+    """A scoring precision (``kdbench run --precision``) whose statically quantised model
+    is also timed, against fp32 through the same compiler; absent: none."""
 
     @field_validator("precisions", mode="before")
     @classmethod

@@ -7,7 +7,13 @@ from typing import Any
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt
 
 from kdbench.protocols.configs.model import ConfigModel
-from kdbench.protocols.configs.sections import LoRA, ModelSpec, ShapesDomain, ShapesSplit
+from kdbench.protocols.configs.sections import (
+    LoRA,
+    ModelSpec,
+    PrecisionSection,
+    ShapesDomain,
+    ShapesSplit,
+)
 
 
 class Rates(ConfigModel):
@@ -45,6 +51,8 @@ class Distill(ConfigModel):
     """LoRA options when the teacher mode is ``lora``."""
     cka_images: PositiveInt
     """Test images the linear CKA between teacher and student is computed on."""
+    precision: PrecisionSection | None = None
+    """The precision the student is scored at; absent: fp32."""
     transfer: str | None = Field(default=None, json_schema_extra={"omit_if_unset": True})
     """The transfer set every method of the run distils on, ``NAME[:key=value,...]``
     (``kdbench ls transfer_sets``; e.g. ``retrieved:by=student``), instead of the one each

@@ -10,6 +10,7 @@ from kdbench.protocols.configs.model import ConfigModel
 from kdbench.protocols.configs.sections import (
     DatasetBaseStage,
     DatasetSplit,
+    PrecisionSection,
     ShapesBaseStage,
     ShapesDomain,
 )
@@ -38,6 +39,8 @@ class FewShot(ConfigModel):
     """Episodes per shot setting."""
     estimate: Estimate
     """The label-free accuracy estimate."""
+    precision: PrecisionSection | None = None
+    """The precision the student is scored at; absent: fp32."""
 
 
 class ShapesNovel(ConfigModel):

@@ -37,6 +37,8 @@ def check_config(
             extra = info.json_schema_extra
             if isinstance(extra, dict) and extra.get("omit_if_unset") and name not in config:
                 dumped.pop(name, None)
+        if dumped.get("precision", 0) is None:  # fp32 configs (and their hashes) name none
+            del dumped["precision"]
         return _without_unset_loader_options(dumped, config)
     except ValidationError as error:
         problems = list(dict.fromkeys(_problem(model, e, key) for e in error.errors()))

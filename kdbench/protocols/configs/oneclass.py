@@ -7,7 +7,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from kdbench.protocols.configs.model import ConfigModel
-from kdbench.protocols.configs.sections import DatasetSplit, ModelSpec, ShapesDomain, ShapesSplit
+from kdbench.protocols.configs.sections import (
+    DatasetSplit,
+    ModelSpec,
+    PrecisionSection,
+    ShapesDomain,
+    ShapesSplit,
+)
 
 Score = Literal["margin", "target"]
 """How a task ranks images (``kdbench.oneclass.SCORES``)."""
@@ -65,6 +71,8 @@ class OneClass(ConfigModel):
     target similarity alone."""
     zero_shot_top1: bool
     """Also report zero-shot top-1 over the pool's class names."""
+    precision: PrecisionSection | None = None
+    """The precision the student is scored at; absent: fp32."""
 
 
 class ShapesPool(ConfigModel):

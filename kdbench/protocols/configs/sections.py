@@ -91,3 +91,16 @@ class ShapesBaseStage(BaseStage):
 
 class DatasetBaseStage(BaseStage, DatasetSplit):
     """The base stage on a dataset's base split (standard suite, miniImageNet by default)."""
+
+
+class PrecisionSection(ConfigModel):
+    """The precision the student is scored at, when it is not fp32 (``kdbench run
+    --precision``; see docs/quantization.md). Absent from fp32 configs."""
+
+    name: str
+    """``int8`` or ``int8-tensor`` (static post-training quantisation, real int8 kernels on
+    x86), ``int<b>-sim`` (simulated, b from 2 to 16)."""
+    calibration_images: PositiveInt
+    """Training images the activation ranges are calibrated on (a fixed, seeded subset)."""
+    calibration_seed: NonNegativeInt
+    """The seed of that subset (the same for every method and unit seed)."""

@@ -10,6 +10,7 @@ from kdbench.protocols.configs.model import ConfigModel
 from kdbench.protocols.configs.sections import (
     DatasetBaseStage,
     LoRA,
+    PrecisionSection,
     ShapesBaseStage,
     ShapesDomain,
 )
@@ -105,6 +106,8 @@ class Segmentation(ConfigModel):
     image_size: PositiveInt
     """Backbone input size in pixels (a trained student's position embeddings are
     resampled to it)."""
+    precision: PrecisionSection | None = None
+    """The precision the student is scored at (frozen adapters only); absent: fp32."""
 
 
 class ShapesScenes(ConfigModel):
