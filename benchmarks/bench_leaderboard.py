@@ -1,13 +1,26 @@
-"""Benchmark: build the leaderboard site from 10,000 synthetic records.
+"""Benchmark: build the leaderboard site from 1,000, 10,000 (and, on request, 100,000)
+synthetic records, in one process and with run pages rendered by worker processes.
 
 Run with ``python -m pytest benchmarks/bench_leaderboard.py --benchmark-only``. The records
-cover every protocol in both suites: 198 methods and 2 reference rows x 5 seeds x 5 protocols
-x 2 suites. Each round builds into an empty folder (the full cost: about 20,000 files).
+cover every protocol in both suites: methods and 2 reference rows x 5 seeds x 5 protocols x
+2 suites (18, 198 or 1,998 methods). Two record sizes:
+
+* ``small``: the records as the leaderboard tests write them (about 2 kB);
+* ``realistic``: the same with per-episode statistics added to reach about 80 kB, the size
+  of a committed ``fewshot`` record.
+
+Each round builds into an empty folder (the full cost: about two files per record), once
+with ``KDBENCH_SITE_WORKERS=0`` (every page in this process) and once with the default
+workers, side by side. At the end a table gives seconds per build and microseconds per
+record, so a size against the next shows whether the build is linear. ``KDBENCH_BENCH_100K=1``
+adds 100,000 small records (about 0.2 GB of records and 0.7 GB of site); run it with
+``--basetemp`` on a memory file system, e.g. ``--basetemp=/dev/shm/kdbench-bench``, so that
+file creation on a disk does not dominate.
 """
 
 from __future__ import annotations
 
-import itertools
+import os
 import shutil
 
 import pytest
@@ -15,27 +28,75 @@ import pytest
 from kdbench.leaderboard.build import build_site
 from tests.leaderboard.records import leaderboard_records, write_records
 
-RECORDS = 10_000
+SIZES = {1_000: 18, 10_000: 198}
+if os.environ.get("KDBENCH_BENCH_100K"):
+    SIZES[100_000] = 1_998
+PADDING = {"small": 0, "realistic": 4_000}
+"""Per-episode entries added to each of two statistics lists (about 80 kB in all)."""
+CASES = [(n, kind) for n in SIZES for kind in PADDING if not (n == 100_000 and kind != "small")]
+RESULTS: dict[tuple[int, str, str], float] = {}
 
 
 @pytest.fixture(scope="module")
-def records_dir(tmp_path_factory):
-    records = leaderboard_records(methods=198, seeds=5, suites=("embedded", "standard"))
-    assert len(records) == RECORDS
-    folder = tmp_path_factory.mktemp("records")
-    write_records(folder, records)
-    return folder
+def records_dirs(tmp_path_factory):
+    made: dict[tuple[int, str], object] = {}
+
+    def get(n: int, kind: str):
+        if (n, kind) not in made:
+            records = leaderboard_records(
+                methods=SIZES[n], seeds=5, suites=("embedded", "standard")
+            )
+            assert len(records) == n
+            if PADDING[kind]:
+                per_episode = [i % 76 for i in range(PADDING[kind])]
+                for record in records:
+                    record["statistics"] = {
+                        "correct_1shot": per_episode,
+                        "correct_5shot": per_episode,
+                    }
+            folder = tmp_path_factory.mktemp(f"records-{n}-{kind}")
+            write_records(folder, records)
+            made[(n, kind)] = folder
+        return made[(n, kind)]
+
+    return get
 
 
-def test_build_10000_records(benchmark, records_dir, tmp_path):
-    counter = itertools.count()
+@pytest.mark.parametrize("workers", ["0", "default"])
+@pytest.mark.parametrize(("n", "kind"), CASES, ids=[f"{n}-{kind}" for n, kind in CASES])
+def test_build(benchmark, records_dirs, tmp_path, monkeypatch, n, kind, workers):
+    records = records_dirs(n, kind)
+    if workers == "0":
+        monkeypatch.setenv("KDBENCH_SITE_WORKERS", "0")
+    else:
+        monkeypatch.delenv("KDBENCH_SITE_WORKERS", raising=False)
+    outs: list[object] = []
 
-    def fresh_folder():
-        out = tmp_path / f"site{next(counter)}"
-        shutil.rmtree(out, ignore_errors=True)
-        return (records_dir, out), {"protocol_versions": {}}
+    def fresh_folder():  # an empty folder per round; the last round's site is removed first
+        for old in outs:
+            shutil.rmtree(old, ignore_errors=True)
+        outs.append(tmp_path / f"site{len(outs)}")
+        return (records, outs[-1]), {"protocol_versions": {}}
 
-    report = benchmark.pedantic(build_site, setup=fresh_folder, rounds=3, iterations=1)
-    assert len(report.intake.ranked) == RECORDS
-    assert len(report.tables) == 10
-    assert report.files > 2 * RECORDS
+    benchmark.group = f"{n:,} {kind} records"
+    rounds = 1 if n >= 100_000 else 2
+    report = benchmark.pedantic(build_site, setup=fresh_folder, rounds=rounds, iterations=1)
+    assert len(report.intake.ranked) == n
+    assert report.files > 2 * n
+    RESULTS[(n, kind, workers)] = benchmark.stats.stats.min
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    yield
+    if not RESULTS:
+        return
+    lines = [f"{'records':>8} {'size':<10} {'1 process':>10} {'workers':>10} {'us/record':>10}"]
+    for n, kind in CASES:
+        serial, forked = RESULTS.get((n, kind, "0")), RESULTS.get((n, kind, "default"))
+        if serial is None or forked is None:
+            continue
+        lines.append(
+            f"{n:>8,} {kind:<10} {serial:>9.2f}s {forked:>9.2f}s {1e6 * forked / n:>10.0f}"
+        )
+    print("\n" + "\n".join(lines))
