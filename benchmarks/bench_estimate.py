@@ -3,10 +3,10 @@
 Each row is a bank of novel-class features with its base classes, scored as the
 ``fewshot`` protocol scores them: features centred on the base-class mean and
 L2-normalised, the base classes' within-class variance (for one shot) and per-class
-dimension (:func:`kdbench.fewshot.within_class_statistics`), 5-way episodes with 15
+dimension (:func:`kdbench.fewshot_estimate.within_class_statistics`), 5-way episodes with 15
 queries per class, 1 and 5 shots. Per row and shot setting: the measured NCM accuracy,
-the estimate (:func:`kdbench.fewshot.estimate_accuracy`), leave-one-out on the support
-(:func:`kdbench.fewshot.loo_accuracy`, five shots) and the first estimate
+the estimate (:func:`kdbench.fewshot_estimate.estimate_accuracy`), leave-one-out on the support
+(:func:`kdbench.fewshot_estimate.loo_accuracy`, five shots) and the first estimate
 (``tests/fewshot_reference.py``: the Gaussian model without the sphere, plug-in distances,
 the pooled participation ratio as dimension), each minus the measurement.
 
@@ -40,10 +40,12 @@ import numpy as np
 import pytest
 
 from kdbench.fewshot import (
-    estimate_accuracy,
-    loo_accuracy,
     ncm_accuracy,
     sample_episodes,
+)
+from kdbench.fewshot_estimate import (
+    estimate_accuracy,
+    loo_accuracy,
     within_class_statistics,
 )
 from tests.fewshot_reference import gaussian_estimate_v1

@@ -19,9 +19,11 @@ from kdbench.fewshot import (
     ArrayLike,
     Episodes,
     _as_labels,
-    _bartlett,
     _check_episodes,
     prepare_features,
+)
+from kdbench.fewshot_estimate import (
+    _bartlett,
 )
 from kdbench.seeding import rng
 

@@ -13,18 +13,20 @@ import torch
 from kdbench import plugins, runner
 from kdbench.fewshot import (
     Episodes,
-    _bartlett,
     _floyd_subsets,
-    _gram_points,
-    _sphere_episodes,
-    _standard_images,
-    estimate_accuracy,
-    loo_accuracy,
     ncm_accuracy,
     ncm_accuracy_loop,
     prepare_features,
     sample_episodes,
     summarize,
+)
+from kdbench.fewshot_estimate import (
+    _bartlett,
+    _gram_points,
+    _sphere_episodes,
+    _standard_images,
+    estimate_accuracy,
+    loo_accuracy,
     within_class_statistics,
 )
 from kdbench.record_files import load_record

@@ -14,8 +14,8 @@ alone: the from-scratch reference every distillation method is compared with).
 
 Metrics per shot setting: mean accuracy over episodes with its 95% CI, and the accuracy
 predicted from the support sets alone by a model of the features on the unit sphere
-(:func:`kdbench.fewshot.estimate_accuracy`, an experimental estimate); for five shots also
-leave-one-out on the support sets (:func:`kdbench.fewshot.loo_accuracy`), the baseline the
+(:func:`kdbench.fewshot_estimate.estimate_accuracy`, an experimental estimate); for five shots also
+leave-one-out on the support sets (:func:`kdbench.fewshot_estimate.loo_accuracy`), the baseline the
 estimate is compared with. The per-episode counts of correct queries are stored, so a
 record can be rescored.
 """
@@ -33,11 +33,13 @@ from kdbench.cache import cache_key, cached_tensors, tensor_digest
 from kdbench.data.base_classes import load_base_data
 from kdbench.data.novel import NovelData, episodes_identity, load_novel
 from kdbench.fewshot import (
-    estimate_accuracy,
-    loo_accuracy,
     ncm_accuracy,
     sample_episodes,
     summarize,
+)
+from kdbench.fewshot_estimate import (
+    estimate_accuracy,
+    loo_accuracy,
     within_class_statistics,
 )
 from kdbench.models.backbone import Backbone
