@@ -165,6 +165,8 @@ def train_student(
         if cache is not None:
             meta = load_module_state(model, cache.folder, cache.key)
             if meta is not None:
+                threads = meta.get("torch_threads")  # absent from entries before it was kept
+                on = f", on {int(threads)} torch thread(s)" if threads else ""
                 return TrainedStudent(
                     model.eval(),
                     components,
@@ -172,7 +174,8 @@ def train_student(
                     cached=True,
                     notes=[
                         "student reused from the cache (trained by an earlier unit with the same "
-                        "method, seed and stage config); its measured training time is reported"
+                        f"method, seed and stage config{on}); its measured training time is "
+                        "reported"
                     ],
                 )
 
@@ -225,5 +228,6 @@ def train_student(
             )
         seconds = time.perf_counter() - started
         if cache is not None:
-            save_module_state(model, cache.folder, cache.key, {"train_seconds": seconds})
+            meta = {"train_seconds": seconds, "torch_threads": torch.get_num_threads()}
+            save_module_state(model, cache.folder, cache.key, meta)
         return TrainedStudent(model.eval(), components, seconds, cached=False, notes=notes)

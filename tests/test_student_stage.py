@@ -167,6 +167,9 @@ def test_the_base_stage_is_trained_once_per_method_seed_and_config(world_weights
     shared = load_record(tmp_path / "embedded/segmentation/kd-seed0.smoke.json")
     assert not any("reused from the cache" in n for n in first.notes)
     assert any("reused from the cache" in n for n in shared.notes)
+    # the threads the cached student was trained on, which may not be this unit's
+    threads = f"on {torch.get_num_threads()} torch thread(s)"
+    assert any("reused from the cache" in n and threads in n for n in shared.notes)
     assert shared.cost.train_seconds == first.cost.train_seconds
     run(["segmentation"], ["kd", "supervised"], [1])
     for name in ("kd-seed1", "supervised-seed1"):
