@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kdbench import __version__
+from kdbench.workers import usable_cpus
 
 
 def _run_git(args: list[str], cwd: Path) -> str | None:
@@ -88,7 +89,7 @@ def environment() -> dict[str, Any]:
         "devices": devices or ["cpu"],
         "driver": _nvidia_driver() if cuda else None,
         "cpu": cpu_model(),
-        "cpu_count": _cpu_count(),
+        "cpu_count": usable_cpus(),
         "torch_threads": torch.get_num_threads(),
         "eval_batch_size": _eval_batch_size(),
         "determinism": determinism_flags(),
@@ -111,15 +112,6 @@ def determinism_flags() -> dict[str, Any]:
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
     }
-
-
-def _cpu_count() -> int | None:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count()
 
 
 def execution(

@@ -18,11 +18,12 @@ Both give exactly what a serial loop gives (the same decoder, in index order).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from kdbench.workers import usable_cpus, worker_count
 
 DECODE_BATCH = 64
 """Images per decoded batch (what one worker hands over at a time)."""
@@ -32,23 +33,7 @@ MAX_WORKERS = 8
 def decode_workers() -> int:
     """Worker processes for decoding: ``KDBENCH_DECODE_WORKERS``, else the usable CPUs less
     one, at most :data:`MAX_WORKERS`."""
-    raw = os.environ.get("KDBENCH_DECODE_WORKERS", "").strip()
-    if raw:
-        try:
-            workers = int(raw)
-        except ValueError:
-            raise ValueError(
-                f"KDBENCH_DECODE_WORKERS={raw!r}: give a whole number of worker processes "
-                "(0 decodes on the main process)"
-            ) from None
-        if workers < 0:
-            raise ValueError(f"KDBENCH_DECODE_WORKERS={raw!r} cannot be negative")
-        return workers
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(MAX_WORKERS, cpus - 1))
+    return worker_count("KDBENCH_DECODE_WORKERS", max(0, min(MAX_WORKERS, usable_cpus() - 1)))
 
 
 class _Decoded(torch.utils.data.Dataset):

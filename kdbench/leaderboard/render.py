@@ -8,13 +8,9 @@ with every text escaped. Pages are yielded as ``(site path, bytes)`` in a fixed 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
-import multiprocessing
-import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,7 +20,6 @@ import jinja2
 from markupsafe import Markup, escape
 
 from kdbench import __version__
-from kdbench.errors import SiteError
 from kdbench.leaderboard.acceptance import MIN_SEEDS, self_reported
 from kdbench.leaderboard.aggregate import Row, Table
 from kdbench.leaderboard.baselines import BASELINE_METHOD, is_baseline
@@ -58,6 +53,7 @@ from kdbench.leaderboard.notes import Notes
 from kdbench.leaderboard.overview import Overview, build_overview
 from kdbench.leaderboard.plots import tick_label
 from kdbench.leaderboard.prose import render_prose
+from kdbench.leaderboard.run_pages import run_page_renderer
 from kdbench.leaderboard.students import row_student
 from kdbench.leaderboard.suites import suite_info
 from kdbench.results import ComponentRef, Record
@@ -134,57 +130,6 @@ def metric_rows(metrics: Sequence[Any]) -> Markup:
             "</tr>\n"
         )
     return Markup("".join(rows))
-
-
-PARALLEL_RUN_PAGES = 2000
-"""Run pages below which rendering them in worker processes is not worth starting them."""
-_FORKED: tuple[Any, list[tuple[RecordFile, str]]] | None = None
-"""The renderer and the run pages a forked worker renders (inherited, never pickled)."""
-
-
-def site_workers() -> int:
-    """Worker processes that render run pages: ``KDBENCH_SITE_WORKERS``, else the usable
-    CPUs (at most 8); 0 or 1 renders them in this process. Workers are forked, so only
-    where ``fork`` is the safe way to start them (Linux)."""
-    raw = os.environ.get("KDBENCH_SITE_WORKERS", "").strip()
-    if raw:
-        try:
-            return max(0, int(raw))
-        except ValueError:
-            raise SiteError(
-                f"KDBENCH_SITE_WORKERS={raw!r}: give a whole number of worker processes "
-                "(0 renders every page in this process)"
-            ) from None
-    if not sys.platform.startswith("linux"):
-        return 0
-    return min(8, len(os.sched_getaffinity(0)))
-
-
-def _render_run_page(index: int) -> bytes:
-    assert _FORKED is not None
-    renderer, runs = _FORKED
-    file, page = runs[index]
-    return renderer._run_page(file, page)
-
-
-@contextlib.contextmanager
-def _run_page_renderer(
-    renderer: SiteRenderer, runs: list[tuple[RecordFile, str]]
-) -> Iterator[Iterator[bytes]]:
-    """The run pages' bytes in order: from forked workers (started at once, so they render
-    while the caller does other work) when there are many, else rendered on demand."""
-    global _FORKED
-    workers = site_workers()
-    if workers < 2 or len(runs) < PARALLEL_RUN_PAGES:
-        yield (renderer._run_page(file, page) for file, page in runs)
-        return
-    _FORKED = (renderer, runs)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            chunk = max(16, len(runs) // (workers * 16))
-            yield pool.imap(_render_run_page, range(len(runs)), chunksize=chunk)
-    finally:
-        _FORKED = None
 
 
 @functools.cache
@@ -416,10 +361,10 @@ class SiteRenderer:
     # -- pages -----------------------------------------------------------------------------
     def files(self) -> Iterator[tuple[str, bytes]]:
         """Every file of the site, in a fixed order. Run pages (one per record) are rendered
-        by worker processes where :func:`site_workers` allows, while this process renders
-        the others; the bytes are the same either way."""
+        by worker processes where :mod:`kdbench.leaderboard.run_pages` allows, while this
+        process renders the others; the bytes are the same either way."""
         runs = [(f, self.run_pages[f.path]) for f in self.intake.files if f.path in self.run_pages]
-        with _run_page_renderer(self, runs) as rendered:
+        with run_page_renderer(self, runs) as rendered:
             yield from self._files(rendered)
 
     def _files(self, run_pages: Iterator[bytes]) -> Iterator[tuple[str, bytes]]:

@@ -362,11 +362,11 @@ def _site_bytes(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux")
 def test_run_pages_rendered_by_workers_are_the_pages_this_process_renders(tmp_path, monkeypatch):
-    from kdbench.leaderboard import render
+    from kdbench.leaderboard import run_pages
 
     records = tmp_path / "records"
     write_records(records, sample_records())
-    monkeypatch.setattr(render, "PARALLEL_RUN_PAGES", 1)
+    monkeypatch.setattr(run_pages, "PARALLEL_RUN_PAGES", 1)
     monkeypatch.setenv("KDBENCH_SITE_WORKERS", "0")
     build_site(records, tmp_path / "serial")
     monkeypatch.setenv("KDBENCH_SITE_WORKERS", "2")
