@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 
+MAX_WORKERS = 8
+"""The most worker processes a default starts, however many CPUs there are."""
+
 
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the OS has one)."""

@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from kdbench.workers import usable_cpus, worker_count
+from kdbench.train import predict
+from kdbench.workers import MAX_WORKERS, usable_cpus, worker_count
 
 DECODE_BATCH = 64
 """Images per decoded batch (what one worker hands over at a time)."""
-MAX_WORKERS = 8
 
 
 def decode_workers() -> int:
@@ -62,7 +62,9 @@ def _batches(
 ) -> torch.utils.data.DataLoader:
     workers = decode_workers() if workers is None else workers
     batches = -(-len(indices) // batch_size)
-    workers = min(workers, batches)  # a worker with nothing to decode only costs its start
+    # a worker with nothing to decode, or one batch decoded while this process waits,
+    # only costs its start
+    workers = min(workers, batches) if batches > 1 else 0
     return torch.utils.data.DataLoader(
         _Decoded(split, indices, size, resize),
         batch_size=batch_size,
@@ -134,7 +136,6 @@ def stream_features(
     )
     if progress is not None:
         loader = progress(loader, desc=desc, total=len(loader))
-    chunks = []
-    for batch in loader:
-        chunks.append(model(batch.to(device, non_blocking=True)).float().cpu())
-    return torch.cat(chunks)
+    return torch.cat(
+        [predict(model, batch, batch_size=len(batch), device=device) for batch in loader]
+    )

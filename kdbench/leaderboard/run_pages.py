@@ -12,11 +12,10 @@ from typing import Any
 
 from kdbench.errors import SiteError
 from kdbench.leaderboard.intake import RecordFile
-from kdbench.workers import usable_cpus, worker_count
+from kdbench.workers import MAX_WORKERS, usable_cpus, worker_count
 
 PARALLEL_RUN_PAGES = 2000
 """Run pages below which rendering them in worker processes is not worth starting them."""
-MAX_WORKERS = 8
 _FORKED: tuple[Any, list[tuple[RecordFile, str]]] | None = None
 """The renderer and the run pages a forked worker renders (inherited, never pickled)."""
 
