@@ -3,7 +3,8 @@
 ``KDBENCH_CACHE`` wins; otherwise ``$XDG_CACHE_HOME/kdbench``, else ``~/.cache/kdbench``.
 
 An entry is keyed by a hash of everything that determines it (backbone weights,
-preprocessing, dataset identity) and is two files:
+preprocessing, dataset identity and, for what a model computed or trained, the
+:func:`numerics` it ran with) and is two files:
 
 - ``<key>.safetensors``, the payload: the tensors, with the entry's metadata (a JSON object,
   such as a stage's training time) in the safetensors header;
@@ -69,6 +70,26 @@ def cache_key(*parts: Any) -> str:
     """A stable sha256 of JSON-able parts (use :func:`tensor_digest` for weights)."""
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def numerics(device: Any = "cpu") -> dict[str, Any]:
+    """What a model's floating-point results depend on besides its inputs: the torch
+    version, the device (a GPU by its name) and, on a CPU, torch's intra-op thread count,
+    since threads split reductions differently and training amplifies the last bits.
+
+    It is part of the key of every cached entry a model trained or computed, so a cached
+    student, teacher or feature bank is exactly what this run would have computed (a
+    student trained on one thread is never reused by a run on two, whose record says two).
+    """
+    import torch
+
+    device = torch.device(device)
+    out: dict[str, Any] = {"torch": torch.__version__, "device": device.type}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        out["threads"] = torch.get_num_threads()
+    return out
 
 
 def tensor_digest(state: Any) -> str:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.cache import cache_key, cached_tensors, numerics, tensor_digest
 from kdbench.data.scenes import SceneData
 from kdbench.metrics.segmentation import IoU, confusions, mean_per_class, miou
 from kdbench.models.adapters import Adapter
@@ -179,6 +179,7 @@ def frozen_tokens(
         backbone.preprocess.as_dict(),
         tuple(layers),
         tensor_digest({"images": images}),
+        numerics(device),
     )
     return cached_tensors("segmentation-tokens", key, compute, cache_dir)[0]["tokens"]
 

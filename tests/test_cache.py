@@ -236,3 +236,17 @@ def test_a_nested_request_for_a_held_entry_does_not_wait_on_itself(tmp_path):
     with cache.entry_lock(tmp_path, "k"), cache.entry_lock(tmp_path, "k"):
         pass
     assert (tmp_path / "k.lock").exists()
+
+
+def test_numerics_name_what_a_models_results_depend_on():
+    from kdbench.cache import numerics
+
+    here = numerics("cpu")
+    assert here == {"torch": torch.__version__, "device": "cpu", "threads": torch.get_num_threads()}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if before != 1 else 2)
+    try:
+        assert numerics("cpu") != here  # another thread count is another cache entry
+    finally:
+        torch.set_num_threads(before)
+    assert "threads" not in numerics("meta")

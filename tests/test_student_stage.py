@@ -155,11 +155,11 @@ def test_the_base_stage_is_trained_once_per_method_seed_and_config(world_weights
 
     registry = plugins.get_registry()
 
-    def run(protocols, methods, seeds):
+    def run(protocols, methods, seeds, out=tmp_path):
         units, _ = runner.plan(
             registry, protocols=protocols, methods=methods, seeds=seeds, smoke=True
         )
-        report = runner.run_units(units, registry=registry, out=tmp_path, progress=False)
+        report = runner.run_units(units, registry=registry, out=out, progress=False)
         assert not report.failed, [o.message for o in report.failed]
 
     run(["fewshot", "segmentation"], ["kd"], [0])
@@ -171,6 +171,16 @@ def test_the_base_stage_is_trained_once_per_method_seed_and_config(world_weights
     threads = f"on {torch.get_num_threads()} torch thread(s)"
     assert any("reused from the cache" in n and threads in n for n in shared.notes)
     assert shared.cost.train_seconds == first.cost.train_seconds
+    # on another thread count the student is trained again: a cached result is always the
+    # one this run's own numerics (torch, device, CPU threads) would have computed
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(1 if threads_before != 1 else 2)
+    try:
+        run(["segmentation"], ["kd"], [0], out=tmp_path / "other-threads")
+    finally:
+        torch.set_num_threads(threads_before)
+    other = load_record(tmp_path / "other-threads/embedded/segmentation/kd-seed0.smoke.json")
+    assert not any("reused from the cache" in n for n in other.notes)
     run(["segmentation"], ["kd", "supervised"], [1])
     for name in ("kd-seed1", "supervised-seed1"):
         fresh = load_record(tmp_path / f"embedded/segmentation/{name}.smoke.json")

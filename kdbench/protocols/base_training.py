@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.cache import cache_key, cached_tensors, numerics, tensor_digest
 from kdbench.data.base_classes import BaseData, load_base_data
 from kdbench.distillation import Classifier, HeadStep, Needs, init_backbone, teacher_tensors
 from kdbench.methods import Method
@@ -87,7 +87,11 @@ def base_features(
     """Pooled embeddings of the frozen ``backbone`` on the base images, computed once per
     (weights, preprocessing, data) and cached."""
     key = cache_key(
-        "base-features", tensor_digest(backbone), backbone.preprocess.as_dict(), data.digest
+        "base-features",
+        tensor_digest(backbone),
+        backbone.preprocess.as_dict(),
+        data.digest,
+        numerics(device),
     )
 
     def compute() -> dict[str, torch.Tensor]:
@@ -168,6 +172,7 @@ def base_student(context: UnitContext, base: dict[str, Any]) -> BaseStudent:
         base,
         tensor_digest(teacher),
         data.digest,
+        numerics(device),
     )
     student = init_backbone(registry, "students", base["student"], pretrained=False)
     n_classes = len(data.class_names)

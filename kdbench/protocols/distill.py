@@ -31,6 +31,7 @@ from kdbench.cache import (
     cache_key,
     entry_lock,
     load_module_state,
+    numerics,
     save_module_state,
     tensor_digest,
 )
@@ -508,6 +509,7 @@ same student. `scratch` (the student from random weights) is a reference row.
             config["teacher_epochs"],
             config["batch_size"],
             lr,
+            numerics(device),
         )
         folder = context.cache_dir / "distill-teachers"
         with entry_lock(folder, key):  # concurrent jobs never adapt it twice

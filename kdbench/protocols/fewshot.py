@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.cache import cache_key, cached_tensors, numerics, tensor_digest
 from kdbench.data.base_classes import load_base_data
 from kdbench.data.novel import NovelData, episodes_identity, load_novel
 from kdbench.fewshot import (
@@ -66,7 +66,11 @@ def novel_features(
     """Pooled embeddings of the frozen ``backbone`` on the novel images, computed once per
     (weights, preprocessing, data) and cached."""
     key = cache_key(
-        "novel-features", tensor_digest(backbone), backbone.preprocess.as_dict(), data.digest
+        "novel-features",
+        tensor_digest(backbone),
+        backbone.preprocess.as_dict(),
+        data.digest,
+        numerics(device),
     )
 
     def compute() -> dict[str, torch.Tensor]:

@@ -37,10 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from kdbench import subjects
-from kdbench.cache import (
-    cache_key,
-    cached_tensors,
-)
+from kdbench.cache import cache_key, cached_tensors, numerics
 from kdbench.data.pool import load_pool
 from kdbench.metrics import mean_ci95, proportion_ci95
 from kdbench.models.image_text import ImageTextModel
@@ -275,7 +272,7 @@ pretrained student mapped into the joint space by a ridge regression, without di
         # label texts, once per teacher text tower, prompt and vocabulary
         prompt = config["prompt"]
         texts = [prompt.format(n) for n in pool.vocabulary.names]
-        text_key = cache_key("oneclass-text", teacher.text_digest(), texts)
+        text_key = cache_key("oneclass-text", teacher.text_digest(), texts, numerics(device))
         text = cached_tensors(
             "oneclass-text",
             text_key,
@@ -287,7 +284,7 @@ pretrained student mapped into the joint space by a ridge regression, without di
         subject = text_space_encoder(context, self.version, teacher, components)
         components.update(subject.components)
         eval_started = time.perf_counter()
-        image_key = cache_key("oneclass-images", subject.digest, pool.digest)
+        image_key = cache_key("oneclass-images", subject.digest, pool.digest, numerics(device))
         embeddings = cached_tensors(
             "oneclass-images",
             image_key,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench import subjects
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.cache import cache_key, cached_tensors, numerics, tensor_digest
 from kdbench.data.base_classes import BaseData, load_text_stage_data
 from kdbench.distillation import Needs, init_backbone, teacher_tensors
 from kdbench.methods import Method
@@ -165,6 +165,7 @@ def _trained_student(
         teacher.text_digest(),
         tensor_digest(backbone),
         data.digest,
+        numerics(context.device),
     )
     start = "the pretrained student" if pretrained else "random weights"
     stage = config["student_stage"]
@@ -240,6 +241,7 @@ class JointSpaceTeacher:
             self.teacher.image_digest(),
             tensor_digest({"text": self.base_text.cpu()}),
             self.data_digest,
+            numerics(device),
         )
 
         def compute() -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from kdbench.cache import cache_key, cached_tensors, tensor_digest
+from kdbench.cache import cache_key, cached_tensors, numerics, tensor_digest
 from kdbench.train import predict
 from kdbench.transfer.pool import POOL_CHUNK, GenericPool
 
@@ -50,7 +50,7 @@ def pool_embeddings(
     if progress is not None:
         chunks = progress(chunks, desc="pool embeddings", total=pool.chunk_count())
     for c in chunks:
-        key = cache_key("transfer-embeddings", fingerprint, pool.version, c)
+        key = cache_key("transfer-embeddings", fingerprint, pool.version, c, numerics(device))
         tensors, _ = cached_tensors(
             "transfer-embeddings",
             key,
