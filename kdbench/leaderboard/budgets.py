@@ -146,14 +146,17 @@ def candidates_of(table: Table, costs: DeviceCosts, device: str) -> list[Candida
 
 
 def table_budgets(table: Table, costs: DeviceCosts) -> list[BudgetView]:
-    """One budget view per device fingerprint of the table's suite; empty when no device
-    record measured a backbone of the table."""
+    """One budget view per device fingerprint of the table's suite on which a backbone of
+    the table has a measured latency (on another one every latency limit would read "none
+    fits"); empty when no device record measured a backbone of the table."""
     column = table.sort_column
     if column is None or not joins_device_records(table, costs):
         return []
     views = []
     for device in costs.suite_devices(table.suite):
         candidates = candidates_of(table, costs, device)
+        if all(c.latency is None for c in candidates):
+            continue
         latency = (None, *budget_levels(c.latency for c in candidates if c.latency is not None))
         params = (None, *budget_levels(c.params for c in candidates if c.params is not None))
         best = tuple(

@@ -219,6 +219,24 @@ def test_nothing_fits_below_the_cheapest_student_and_unknown_costs_never_fit():
     assert view.pick(None, 0.5).row.label == "kd · tiny"
 
 
+def test_a_device_that_measured_none_of_the_tables_students_gets_no_budget_view():
+    records = [
+        make_record(method="kd", subject="tiny", metrics=[metric("acc", 50.0, headline=True)]),
+        _device("tiny", CPU, 1.2, 0.5, 0.1),
+        _device("other", GPU, 0.3, 9.0, 2.0),  # the suite's second device, not this student
+    ]
+    files = _files(*records)
+    table = next(t for t in build_tables(files, min_seeds=1) if t.protocol == "fewshot")
+    costs = device_costs(files)
+    devices = {costs.devices[d].split()[1]: d for d in costs.suite_devices(table.suite)}
+    assert set(devices) == {"CPU", "GPU"}
+    (view,) = table_budgets(table, costs)
+    assert view.device == devices["CPU"]
+    # its figures still say, per axis, that nothing was measured on that device
+    notes = [f.note for f in table_fronts(table, costs, {}) if f.device == devices["GPU"]]
+    assert notes and all(n.startswith("No ") for n in notes)
+
+
 def test_tables_without_device_records_get_no_fronts_or_budgets():
     files = _files(make_record(method="kd"))
     (table,) = build_tables(files)
