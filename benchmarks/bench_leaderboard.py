@@ -16,6 +16,9 @@ record, so a size against the next shows whether the build is linear. ``KDBENCH_
 adds 100,000 small records (about 0.2 GB of records and 0.7 GB of site); run it with
 ``--basetemp`` on a memory file system, e.g. ``--basetemp=/dev/shm/kdbench-bench``, so that
 file creation on a disk does not dominate.
+
+``test_parse`` times the build's first step alone, reading and validating the realistic
+records, with the standard library's JSON parser and with orjson, side by side.
 """
 
 from __future__ import annotations
@@ -86,6 +89,28 @@ def test_build(benchmark, records_dirs, tmp_path, monkeypatch, n, kind, workers)
     RESULTS[(n, kind, workers)] = benchmark.stats.stats.min
 
 
+PARSE_CASES = [(n, "realistic") for n in SIZES if n < 100_000]
+
+
+@pytest.mark.parametrize("parser", ["stdlib", "orjson"])
+@pytest.mark.parametrize(("n", "kind"), PARSE_CASES, ids=[f"{n}-{k}" for n, k in PARSE_CASES])
+def test_parse(benchmark, records_dirs, monkeypatch, n, kind, parser):
+    """Reading and validating every record (the build's intake), with the standard
+    library's JSON parser (the way before) and with orjson, side by side."""
+    from kdbench import record_files
+    from kdbench.leaderboard.intake import read_and_screen
+
+    records = records_dirs(n, kind)
+    if parser == "stdlib":
+        monkeypatch.setattr(record_files, "_orjson", None)
+    elif record_files._orjson is None:
+        pytest.skip("orjson is not installed")
+    benchmark.group = f"parse {n:,} {kind} records"
+    intake = benchmark.pedantic(read_and_screen, args=(records, {}), rounds=2, iterations=1)
+    assert len(intake.ranked) == n
+    RESULTS[(n, kind, f"parse-{parser}")] = benchmark.stats.stats.min
+
+
 @pytest.fixture(scope="module", autouse=True)
 def report():
     yield
@@ -99,4 +124,11 @@ def report():
         lines.append(
             f"{n:>8,} {kind:<10} {serial:>9.2f}s {forked:>9.2f}s {1e6 * forked / n:>10.0f}"
         )
+    for n, kind in PARSE_CASES:
+        slow, fast = RESULTS.get((n, kind, "parse-stdlib")), RESULTS.get((n, kind, "parse-orjson"))
+        if slow is not None and fast is not None:
+            lines.append(
+                f"reading {n:,} {kind} records: {slow:.2f}s with the standard library, "
+                f"{fast:.2f}s with orjson ({slow / fast:.2f}x)"
+            )
     print("\n" + "\n".join(lines))

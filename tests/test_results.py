@@ -1,6 +1,7 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -278,7 +279,11 @@ def test_deep_nesting_is_a_reported_error_not_a_crash(tmp_path):
 
 
 def test_the_depth_limit_is_exact():
-    from kdbench.record_files import MAX_DEPTH, _too_deep
+    from kdbench.record_files import MAX_DEPTH, _outside_strings
+    from kdbench.record_files import _too_deep as too_deep_outside
+
+    def _too_deep(text):
+        return too_deep_outside(_outside_strings(text))
 
     def nest(levels: int, inner: str = "1") -> str:
         text = inner
@@ -411,3 +416,88 @@ def test_records_state_the_eval_batch_size_and_determinism_flags():
         "cudnn_benchmark",
         "float32_matmul_precision",
     }
+
+
+_STRICT_CASES = [
+    '{"a": 1, "b": [1, 2.5, "x: y"], "c": {"d": null, "e": true}}',
+    '{"a": 1, "a": 2}',  # a repeated key
+    '{"note": "colons: inside: strings", "x": {"k": 1, "k": 1}}',  # repeated, colons elsewhere
+    '{"a": [{"k": 1}, {"k": 2, "k": 3}]}',  # repeated inside a list of objects
+    '{"big": 123456789012345678901234567890}',  # beyond 64 bits: an int, not a float
+    '{"big": -9223372036854775809, "ok": 9223372036854775807}',
+    '{"x": NaN}',
+    '{"x": 1e999}',
+    '{"x": -1E+400}',
+    '{"s": "\\ud800"}',  # a lone surrogate
+    '{"s": "\\ud83d\\ude00", "t": "\\u00e9"}',  # a pair and an escape
+    '{"x": -0.0, "y": 1E5, "z": 1.0, "w": 0}',
+    "[1, 2]",  # not an object
+    '{"a": 1,}',  # not JSON
+    '{"k\\"ey": {"q": "\\"}:{"}}',  # escaped quotes around brackets and colons
+    '{"a": 1, "a": "\\u003a"}',  # a repeated key hidden by an escaped colon
+    '{"a": 18446744073709551615, "b": 1.00000000000000000001}',
+]
+
+
+def _strict(text):
+    import json
+
+    from kdbench.record_files import _finite_float, _reject_constant, _unique_keys
+
+    try:
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
+    except ValueError:
+        return ValueError
+
+
+def _typed(value):
+    """``value`` with the type of every scalar spelled out (1 and 1.0 differ)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@pytest.mark.parametrize("text", _STRICT_CASES)
+def test_the_fast_parse_gives_what_the_strict_parse_gives_or_steps_aside(text):
+    from kdbench.record_files import _fast_load, _orjson
+
+    if _orjson is None:
+        pytest.skip("orjson is not installed: every record is parsed by the standard library")
+    fast, strict = _fast_load(text), _strict(text)
+    if fast is None:  # the strict parse reads it (and words any problem)
+        return
+    assert strict is not ValueError, text
+    assert _typed(fast) == _typed(strict)
+
+
+def test_a_repeated_key_is_refused_with_or_without_the_fast_parse(monkeypatch, tmp_path):
+    from kdbench import record_files
+
+    text = json.dumps(minimal_record()).replace('"seed": ', '"seed": 1, "seed": ', 1)
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    for fast in (record_files._orjson, None):
+        monkeypatch.setattr(record_files, "_orjson", fast)
+        with pytest.raises(RecordError, match="seed: appears twice"):
+            record_files.load_record(path)
+
+
+def test_committed_records_parse_the_same_with_and_without_the_fast_parse(monkeypatch):
+    from kdbench import record_files
+
+    root = Path(__file__).resolve().parents[1] / "leaderboards"
+    files = sorted(root.rglob("*.json"))[::7]  # every seventh: each protocol, all sizes
+    assert files
+    if record_files._orjson is not None:  # kdbench's own records all take the fast path
+        texts = [f.read_text() for f in files]
+        assert all(record_files._fast_load(t) for t in texts)
+    fast = [record_files.load_record(f).model_dump() for f in files]
+    monkeypatch.setattr(record_files, "_orjson", None)
+    assert fast == [record_files.load_record(f).model_dump() for f in files]
