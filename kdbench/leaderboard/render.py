@@ -1,5 +1,6 @@
-"""Render the site's pages with jinja2: the overview (index), protocol, fronts, method,
-run, suites-and-submitting (about) and not-ranked pages.
+"""Render the site's pages: the overview (index), protocol, fronts, method, run,
+suites-and-submitting (about) and not-ranked pages, from the screened records and their
+tables, through the environment of :mod:`templating` and the page objects of :mod:`views`.
 
 Autoescaping is always on (plugin names, descriptions and every other record text are
 untrusted); the only markup passed through unescaped is the SVG that :mod:`plots` builds
@@ -10,21 +11,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from kdbench import __version__
 from kdbench.leaderboard.acceptance import MIN_SEEDS, self_reported
 from kdbench.leaderboard.aggregate import Row, Table
-from kdbench.leaderboard.baselines import BASELINE_METHOD, is_baseline
-from kdbench.leaderboard.budgets import BudgetView, table_budgets
-from kdbench.leaderboard.catalog import Catalog, MetricInfo
+from kdbench.leaderboard.budgets import table_budgets
+from kdbench.leaderboard.catalog import Catalog
 from kdbench.leaderboard.costs import DeviceCosts
 from kdbench.leaderboard.devices import (
     DEVICE_PROTOCOL,
@@ -39,24 +35,20 @@ from kdbench.leaderboard.dots import (
     dot_whisker_svg,
 )
 from kdbench.leaderboard.downloads import records_json, tables_csv, tables_json
-from kdbench.leaderboard.formatting import (
-    ci_places,
-    format_ci,
-    format_number,
-    signed_number,
-    sort_key_text,
-)
-from kdbench.leaderboard.fronts import Front, table_fronts
+from kdbench.leaderboard.fronts import table_fronts
 from kdbench.leaderboard.intake import REASONS, Intake, RecordFile, Unranked
-from kdbench.leaderboard.links import anchor, raw_record, relative, safe_url
-from kdbench.leaderboard.notes import Notes
+from kdbench.leaderboard.links import anchor, raw_record, relative
 from kdbench.leaderboard.overview import Overview, build_overview
-from kdbench.leaderboard.plots import tick_label
-from kdbench.leaderboard.prose import render_prose
 from kdbench.leaderboard.run_pages import run_page_renderer
 from kdbench.leaderboard.students import row_student
-from kdbench.leaderboard.suites import suite_info
-from kdbench.results import ComponentRef, Record
+from kdbench.leaderboard.templating import ABOUT_PATH, environment, pretty_json, static_files
+from kdbench.leaderboard.views import (
+    MethodInfo,
+    MethodPanel,
+    MethodResult,
+    TableView,
+)
+from kdbench.results import Record
 
 #: Protocols in the order readers expect them; any other protocol follows, alphabetically.
 PROTOCOL_ORDER = ("distill", "fewshot", "oneclass", "segmentation", "device")
@@ -65,270 +57,11 @@ SUITE_ORDER = ("embedded", "standard")
 CSV_PATH = "data/leaderboard.csv"
 JSON_PATH = "data/leaderboard.json"
 RECORDS_PATH = "data/records.json"
-ABOUT_PATH = "about.html"
-#: Charts of more rows, and legends of more metric columns, than this start folded (a
-#: <details> the reader opens; a printed page opens them).
-FOLD_CHART_ROWS = 40
-FOLD_LEGEND_COLUMNS = 12
 
 
 def _ordered(names: Sequence[str], preferred: Sequence[str]) -> list[str]:
     rank = {name: i for i, name in enumerate(preferred)}
     return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), n))
-
-
-def pretty_json(data: Any) -> str:
-    """``data`` as indented JSON with sorted keys, as run pages show configs.
-
-    Indented JSON is encoded in pure Python; the compact form uses the C encoder. Run pages
-    show the same few option sets thousands of times, so each is indented once.
-    """
-    return _indented(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))
-
-
-@functools.lru_cache(maxsize=4096)
-def _indented(compact: str) -> str:
-    return json.dumps(json.loads(compact), indent=2, sort_keys=True, ensure_ascii=False)
-
-
-_DIRECTION = {
-    True: Markup('<span class="dir" title="higher is better">↑</span>'),
-    False: Markup('<span class="dir" title="lower is better">↓</span>'),
-}
-
-
-def direction(column: Any) -> Markup:
-    """The arrow saying which way a metric is better (a table column or a record's metric);
-    a function rather than a template macro, since run pages call it for every metric."""
-    return _DIRECTION[bool(column.higher_is_better)]
-
-
-HEADLINE_CLASS = ' class="headline"'
-
-
-def metric_rows(metrics: Sequence[Any]) -> Markup:
-    """The rows of a run page's metrics table, one ``<tr>`` per metric: written here rather
-    than in the template, since every run page has one per metric and a template loop
-    costs several times as much per row (the HTML is the same)."""
-    rows = []
-    for m in metrics:
-        unit = f' <span class="unit">({escape(m.unit)})</span>' if m.unit else ""
-        star = ' <span class="headline-mark" title="headline metric">★</span>' if m.headline else ""
-        if m.value is None:
-            value = f'<span title="{escape(m.reason)}">n/a</span>'
-        else:
-            value = escape(format_number(m.value))
-        seeds = escape(", ".join(format_number(v) for v in m.per_seed)) if m.per_seed else ""
-        rows.append(
-            f"<tr{HEADLINE_CLASS if m.headline else ''}>\n"
-            f"<td>{escape(m.name)}{unit} {direction(m)}{star}</td>\n"
-            f'<td class="num">{value}</td>\n'
-            f'<td class="num">{escape(format_ci(m.value, m.ci95))}</td>\n'
-            f'<td class="num">{m.n if m.n is not None else ""}</td>\n'
-            f"<td>{seeds}</td>\n"
-            f"<td>{escape(m.reason or '')}</td>\n"
-            "</tr>\n"
-        )
-    return Markup("".join(rows))
-
-
-@functools.cache
-def environment() -> jinja2.Environment:
-    """The jinja2 environment: package templates, autoescape on, undefined names are errors.
-
-    One per process, so each template is compiled once however many sites are built."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("kdbench.leaderboard", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,  # templates are package files: no stat per page to see if they changed
-    )
-    env.filters["num"] = format_number
-    env.filters["sortkey"] = sort_key_text
-    env.filters["safe_url"] = safe_url
-    env.filters["short_id"] = short_id
-    env.filters["signed"] = signed_number
-    env.globals["ci_places"] = ci_places
-    env.filters["limit"] = tick_label
-    env.filters["pretty_json"] = pretty_json
-    env.filters["prose"] = render_prose
-    env.globals["format_ci"] = format_ci
-    env.globals["direction"] = direction
-    env.globals["metric_rows"] = metric_rows
-    env.globals["new_notes"] = Notes
-    env.globals["suite_info"] = suite_info
-    env.globals["about_page"] = ABOUT_PATH
-    env.globals["min_seeds"] = MIN_SEEDS
-    env.globals["fold_legend_columns"] = FOLD_LEGEND_COLUMNS
-    env.globals["reasons"] = REASONS
-    env.globals["baseline_method"] = BASELINE_METHOD
-    env.globals["is_baseline"] = is_baseline
-    return env
-
-
-def static_files() -> Iterator[tuple[str, bytes]]:
-    """The vendored CSS and JavaScript, as ``static/<name>``."""
-    folder = resources.files("kdbench.leaderboard") / "static"
-    for item in sorted(folder.iterdir(), key=lambda p: p.name):
-        if item.is_file() and not item.name.startswith("."):
-            yield f"static/{item.name}", item.read_bytes()
-
-
-@dataclass
-class DeviceGroup:
-    """What a fronts page shows for one device of a table (``device`` None: the figures
-    that do not depend on the device): its figures and its budget view."""
-
-    device: str | None
-    summary: str | None
-    anchor: str
-    fronts: list[Front]
-    budget: BudgetView | None = None
-
-
-@dataclass
-class TableView:
-    """A table as the pages show it: the table plus its anchor, device, fronts and budgets."""
-
-    table: Table
-    anchor: str
-    device_summary: str | None
-    fronts: list[Front] = field(default_factory=list)
-    variant: str | None = None
-    """``dataset · teacher`` when the suite's protocol has tables on several datasets or
-    teachers (the heading and the overview then say which table this is)."""
-    budgets: list[BudgetView] = field(default_factory=list)
-    metrics: dict[str, MetricInfo] = field(default_factory=dict)
-    """What each metric column means (description, unit, direction)."""
-    chart: Markup | None = None
-    """The headline per row as a dot-and-whisker chart, with each seed."""
-
-    @property
-    def fold_chart(self) -> bool:
-        return len(self.table.rows) > FOLD_CHART_ROWS
-
-    @functools.cached_property
-    def ranked_count(self) -> int:
-        return sum(row.rank is not None for row in self.table.rows)
-
-    @functools.cached_property
-    def row_groups(self) -> list[tuple[bool, list[Row]]]:
-        """``(preliminary, rows)``: the fully-seeded and reference rows, then (if any) the
-        preliminary ones, each group its own table body so that sorting never mixes them."""
-        full = [row for row in self.table.rows if not row.preliminary]
-        preliminary = [row for row in self.table.rows if row.preliminary]
-        return [(False, full)] + ([(True, preliminary)] if preliminary else [])
-
-    @property
-    def column_count(self) -> int:
-        """Columns of the table: rank, method, student, (transfer set,) version, metrics,
-        deltas, seeds, runs."""
-        return 6 + bool(self.transfers) + len(self.table.columns) + len(self.delta_columns)
-
-    @functools.cached_property
-    def transfers(self) -> list[str]:
-        """The transfer sets of the table's rows, sorted (what the Transfer set column and
-        filter show); empty when the rows do not differ in it."""
-        found = sorted({row.transfer for row in self.table.rows if row.transfer is not None})
-        return found if len(found) > 1 else []
-
-    @functools.cached_property
-    def rows_by_method(self) -> dict[str, list[Row]]:
-        """The table's rows of each method, in table order."""
-        out: dict[str, list[Row]] = {}
-        for row in self.table.rows:
-            out.setdefault(row.method, []).append(row)
-        return out
-
-    def position(self, row: Row) -> int:
-        """Where ``row`` is in the table (its rows keep the table's order on every chart)."""
-        return self._positions[id(row)]
-
-    @functools.cached_property
-    def _positions(self) -> dict[int, int]:
-        return {id(row): i for i, row in enumerate(self.table.rows)}
-
-    @functools.cached_property
-    def context_rows(self) -> list[Row]:
-        """The reference and baseline rows, which a method page's chart shows beside the
-        method's own."""
-        return [row for row in self.table.rows if row.reference or is_baseline(row)]
-
-    @functools.cached_property
-    def headline_values(self) -> list[float]:
-        """Every row's headline mean (the scale a method page's chart keeps)."""
-        metric = self.table.sort_metric
-        return [v for row in self.table.rows if (v := row.value(metric)) is not None]
-
-    @property
-    def groups(self) -> list[DeviceGroup]:
-        """The fronts and budget views grouped by device, device-independent ones first."""
-        budgets = {view.device: view for view in self.budgets}
-        devices = list(dict.fromkeys(front.device for front in self.fronts))
-        out = []
-        for device in devices:
-            summary = None
-            if device is not None:
-                summary = next((f.summary for f in self.fronts if f.device == device), None)
-            suffix = f"-{short_id(device)}" if device is not None else "-any-device"
-            out.append(
-                DeviceGroup(
-                    device=device,
-                    summary=summary,
-                    anchor=anchor(f"{self.anchor}{suffix}"),
-                    fronts=[f for f in self.fronts if f.device == device],
-                    budget=budgets.get(device) if device is not None else None,
-                )
-            )
-        return out
-
-    @property
-    def students(self) -> list[str]:
-        """The students of the table's rows, sorted (what the Student filter offers)."""
-        return sorted({row.student for row in self.table.rows if row.student is not None})
-
-    @functools.cached_property
-    def delta_columns(self) -> list[str]:
-        """The headline metrics shown as a difference from the baseline with the same
-        student; none when the table has no baseline row."""
-        if not any(is_baseline(row) for row in self.table.rows):
-            return []
-        return [c.name for c in self.table.columns if c.headline]
-
-
-@dataclass
-class MethodResult:
-    """One row of a method's page: where the method stands in one table."""
-
-    view: TableView
-    row: Row
-    page: str
-
-
-@dataclass
-class MethodPanel:
-    """A method's rows in one table, as a chart beside its other tables' charts."""
-
-    view: TableView
-    page: str
-    chart: Markup
-
-
-@dataclass
-class MethodInfo:
-    """Everything a method page shows about one method name."""
-
-    name: str
-    latest: Record
-    versions: list[tuple[str, str]]
-    components: list[tuple[str, ComponentRef]]
-    results: list[MethodResult]
-    unranked: list[Unranked]
-    reference: bool
-    panels: list[MethodPanel] = field(default_factory=list)
 
 
 class SiteRenderer:

@@ -111,7 +111,7 @@ def test_metric_rows_are_the_html_a_template_loop_writes_with_hostile_text_escap
     it is the HTML the template loop wrote, escaping included."""
     import jinja2
 
-    from kdbench.leaderboard.render import direction, metric_rows
+    from kdbench.leaderboard.templating import direction, metric_rows
     from kdbench.results import Metric
 
     loop = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(
