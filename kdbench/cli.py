@@ -167,9 +167,9 @@ def _planned(
     """The registry, the units (of ``shard`` only, if given) and the unsupported rows."""
     from kdbench.executors.shards import parse_shard
     from kdbench.executors.shards import shard as take_shard
+    from kdbench.planning import plan
     from kdbench.plugins import get_registry
     from kdbench.protocols.base import parse_overrides
-    from kdbench.runner import plan
 
     part = parse_shard(shard) if shard is not None else None
     registry = get_registry()

@@ -83,10 +83,11 @@ def rerun(
     import os
 
     from kdbench.leaderboard.students import row_student
+    from kdbench.planning import Unit
     from kdbench.plugins import get_registry
     from kdbench.protocols.base import load_protocol
     from kdbench.record_files import write_record
-    from kdbench.runner import Unit, run_unit
+    from kdbench.runner import run_unit
     from kdbench.runtime import make_progress, resolve_device
 
     stored = load_record(path)

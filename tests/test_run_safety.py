@@ -322,7 +322,9 @@ def test_cli_ctrl_c_before_the_run_is_one_line(registry, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "plan", interrupted)
+    from kdbench import planning
+
+    monkeypatch.setattr(planning, "plan", interrupted)
     result = _cli_run(tmp_path)
     assert result.exit_code == 130 and result.stderr.strip() == "kdbench: interrupted"
 

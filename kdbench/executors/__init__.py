@@ -1,6 +1,6 @@
 """Executors: how the units of a run are carried out.
 
-``kdbench run`` plans its units (:func:`kdbench.runner.plan`), then hands them to an
+``kdbench run`` plans its units (:func:`kdbench.planning.plan`), then hands them to an
 executor, a registrable kind (``kdbench_register_executors``):
 
 ``inline`` (default)

@@ -18,10 +18,11 @@ from typing import Any, Protocol
 
 from kdbench.atomic import atomic_write_text
 from kdbench.errors import ConfigError, RecordError
+from kdbench.planning import Unit
 from kdbench.protocols.base import load_protocol
 from kdbench.record_files import load_record
 from kdbench.registry import Registry
-from kdbench.runner import Outcome, ResumeMode, RunReport, Unit, finished_record
+from kdbench.runner import Outcome, ResumeMode, RunReport, finished_record
 from kdbench.terminal import printable
 
 DEFAULT_RETRIES = 2

@@ -17,8 +17,9 @@ from typing import Any
 
 from kdbench.errors import ConfigError
 from kdbench.executors.batch import DEFAULT_RETRIES, Batch
+from kdbench.planning import Unit
 from kdbench.registry import Registry
-from kdbench.runner import ResumeMode, RunReport, Unit
+from kdbench.runner import ResumeMode, RunReport
 from kdbench.unit_place import place_units
 
 DEFAULT_EXECUTOR = "inline"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kdbench.planning import Unit
 from kdbench.registry import Registry
-from kdbench.runner import Unit
 
 
 def unit_spec(unit: Unit) -> dict[str, Any]:
