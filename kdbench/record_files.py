@@ -94,24 +94,17 @@ _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def _outside_strings(text: str) -> str | None:
-    """``text`` without its JSON strings, when it may nest too deep (else ``None``: with no
-    more brackets than :data:`MAX_DEPTH` it never does)."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return None  # brackets inside strings only add to the count: never too deep
-    return _JSON_STRING.sub("", text)
-
-
-def _too_deep(outside: str | None) -> bool:
-    """Whether JSON text whose :func:`_outside_strings` is ``outside`` nests more than
-    :data:`MAX_DEPTH` levels (found without parsing it, so without recursion).
+def _too_deep(text: str) -> bool:
+    """Whether the JSON ``text`` nests more than :data:`MAX_DEPTH` levels (found without
+    parsing it, so without recursion).
 
     Outside its strings, JSON text is ASCII: the brackets are kept, every other character
     dropped (one C-level pass), and the depth is the running sum of +1 per opening and -1 per
     closing bracket. Text that is not ASCII outside its strings is not JSON; the bracket loop
     judges it as before, and the parser then reports it."""
-    if outside is None:
-        return False
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False  # brackets inside strings only add to the count: never too deep
+    outside = _JSON_STRING.sub("", text)
     if outside.isascii():
         brackets = outside.translate(_NOT_BRACKETS)
         return bool(brackets) and max(accumulate(map(_STEP.__getitem__, brackets))) > MAX_DEPTH
@@ -228,8 +221,7 @@ def _file_problem(path: Path, message: str) -> RecordError:
 
 def parse_record(text: str, path: Path) -> Record:
     """Parse and validate a record's JSON text strictly (see the module's docstring)."""
-    outside = _outside_strings(text)
-    if _too_deep(outside):
+    if _too_deep(text):
         raise _file_problem(path, f"nested more than {MAX_DEPTH} levels deep")
     try:
         data = _fast_load(text)

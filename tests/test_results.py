@@ -279,11 +279,7 @@ def test_deep_nesting_is_a_reported_error_not_a_crash(tmp_path):
 
 
 def test_the_depth_limit_is_exact():
-    from kdbench.record_files import MAX_DEPTH, _outside_strings
-    from kdbench.record_files import _too_deep as too_deep_outside
-
-    def _too_deep(text):
-        return too_deep_outside(_outside_strings(text))
+    from kdbench.record_files import MAX_DEPTH, _too_deep
 
     def nest(levels: int, inner: str = "1") -> str:
         text = inner
