@@ -29,7 +29,15 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from kdbench.cache import entry_lock, load_module_state, save_module_state
+from kdbench.cache import (
+    cache_key,
+    cached_tensors,
+    entry_lock,
+    load_module_state,
+    numerics,
+    save_module_state,
+    tensor_digest,
+)
 from kdbench.distillation import Needs, RecipeStep, build_losses, needs_of, teacher_tensors
 from kdbench.errors import ConfigError
 from kdbench.losses.base import LossShapes
@@ -58,20 +66,72 @@ class TeacherSource(Protocol):
         """What the record should say about how the teacher outputs were made."""
 
 
+POOLED_OUTPUTS = frozenset({"logits", "pooled"})
+"""The teacher outputs small enough to cache: one vector per image."""
+
+
+def cached_pooled_outputs(
+    source: Any,
+    images: torch.Tensor,
+    needs: Needs,
+    *,
+    folder: str,
+    key: str,
+    cache_root: Path | None,
+    device: str,
+    progress: Callable[..., Any] | None = None,
+) -> list[torch.Tensor]:
+    """The teacher outputs ``needs`` asks for, when they are logits and pooled embeddings
+    only: both are computed in one pass the first time and cached under ``key`` (which must
+    name the teacher, the images and the :func:`~kdbench.cache.numerics`), so every recipe
+    of a seed that reads them shares one pass. Token maps and layers are computed afresh."""
+    keys = needs.teacher_keys()
+    if not set(keys) <= POOLED_OUTPUTS:
+        return teacher_tensors(source, images, needs, device=device, progress=progress)
+
+    def compute() -> dict[str, torch.Tensor]:
+        both = Needs(teacher=set(POOLED_OUTPUTS))
+        logits, pooled = teacher_tensors(source, images, both, device=device, progress=progress)
+        return {"logits": logits, "pooled": pooled}
+
+    outputs, _ = cached_tensors(folder, key, compute, cache_root)
+    return [outputs[k] for k in keys]
+
+
 @dataclass
 class FrozenTeacher:
     """A teacher model used as it is (``features(images, tokens, layers)`` with logits): its
-    outputs are computed in one pass over the training images."""
+    outputs are computed in one pass over the training images. With ``cache_root``, its
+    logits and pooled embeddings are cached per (weights, images, numerics), so the methods
+    of a seed that read only those share one pass."""
 
     model: Any
     embed_dim: int
     num_layers: int
     device: str
     progress: Callable[..., Any] | None = None
+    cache_root: Path | None = None
 
     def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
         model = self.model.to(self.device).eval()
-        return teacher_tensors(model, images, needs, device=self.device, progress=self.progress)
+        if self.cache_root is None:
+            return teacher_tensors(model, images, needs, device=self.device, progress=self.progress)
+        key = cache_key(
+            "teacher-outputs",
+            tensor_digest(model),
+            tensor_digest({"images": images}),
+            numerics(self.device),
+        )
+        return cached_pooled_outputs(
+            model,
+            images,
+            needs,
+            folder="teacher-outputs",
+            key=key,
+            cache_root=self.cache_root,
+            device=self.device,
+            progress=self.progress,
+        )
 
     def notes(self) -> list[str]:
         return [

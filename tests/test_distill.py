@@ -41,6 +41,40 @@ def test_recipes_run_end_to_end_and_write_valid_records(world_weights, tmp_path)
     assert fitnets.metric("teacher_top1").value == kd.metric("teacher_top1").value
 
 
+class KdTwin:
+    @hookimpl
+    def kdbench_register_methods(self, register):
+        from kdbench.methods import KD
+
+        register(Method("kd-twin", "kd's recipe under another name", recipe=KD.recipe))
+
+
+def test_methods_that_read_the_same_teacher_outputs_share_one_pass(
+    world_weights, tmp_path, monkeypatch
+):
+    """kd and a method with kd's recipe read the teacher's logits on the same images: the
+    second unit loads them from the cache, and trains exactly the student the first did."""
+    from kdbench import student_stage
+
+    passes = []
+    real = student_stage.teacher_tensors
+
+    def counting(source, images, needs, **kwargs):
+        passes.append(sorted(needs.teacher))
+        return real(source, images, needs, **kwargs)
+
+    monkeypatch.setattr(student_stage, "teacher_tensors", counting)
+    with plugins.temporary_plugin(KdTwin(), distribution="tests") as registry:
+        report = _run(tmp_path, ["kd", "kd-twin"], registry=registry)
+    assert not report.failed, [o.message for o in report.failed]
+    assert passes == [["logits", "pooled"]]  # one pass, for both outputs, for both units
+    kd = load_record(tmp_path / "embedded/distill/kd-seed0.smoke.json")
+    twin = load_record(tmp_path / "embedded/distill/kd-twin-seed0.smoke.json")
+    for name in ("student_top1", "cka"):
+        assert twin.metric(name).value == kd.metric(name).value
+    assert twin.statistics["student_confusion"] == kd.statistics["student_confusion"]
+
+
 class Exploding:
     @hookimpl
     def kdbench_register_methods(self, register):

@@ -447,6 +447,7 @@ same student. `scratch` (the student from random weights) is a reference row.
                 teacher.backbone.num_layers,
                 device,
                 context.progress,
+                cache_root=context.cache_dir,
             )
         trained = train_student(
             Classifier(backbone, data.num_classes),

@@ -16,16 +16,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench import subjects
-from kdbench.cache import cache_key, cached_tensors, numerics, tensor_digest
+from kdbench.cache import cache_key, numerics, tensor_digest
 from kdbench.data.base_classes import BaseData, load_text_stage_data
-from kdbench.distillation import Needs, init_backbone, teacher_tensors
+from kdbench.distillation import Needs, init_backbone
 from kdbench.methods import Method
 from kdbench.models.image_text import ImageTextModel
 from kdbench.models.text_space import TextSpaceStudent, TextSpaceTeacher, fit_linear_map
 from kdbench.phases import in_phase
 from kdbench.protocols.base import UnitContext
 from kdbench.results import ComponentRef
-from kdbench.student_stage import CacheSlot, StageData, train_student
+from kdbench.student_stage import CacheSlot, StageData, cached_pooled_outputs, train_student
 from kdbench.train import TrainConfig, predict
 
 
@@ -231,26 +231,23 @@ class JointSpaceTeacher:
 
     @in_phase("teacher")
     def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
-        device, progress = self.device, self.progress
-        keys = needs.teacher_keys()
-        source = TextSpaceTeacher(self.teacher, self.base_text)
-        if not set(keys) <= {"logits", "pooled"}:
-            return teacher_tensors(source, images, needs, device=device, progress=progress)
         key = cache_key(
             "oneclass-teacher-outputs",
             self.teacher.image_digest(),
             tensor_digest({"text": self.base_text.cpu()}),
             self.data_digest,
-            numerics(device),
+            numerics(self.device),
         )
-
-        def compute() -> dict[str, torch.Tensor]:
-            both = Needs(teacher={"logits", "pooled"})
-            logits, pooled = teacher_tensors(source, images, both, device=device, progress=progress)
-            return {"logits": logits, "pooled": pooled}
-
-        outputs, _ = cached_tensors("oneclass-teacher", key, compute, self.cache_root)
-        return [outputs[k] for k in keys]
+        return cached_pooled_outputs(
+            TextSpaceTeacher(self.teacher, self.base_text),
+            images,
+            needs,
+            folder="oneclass-teacher",
+            key=key,
+            cache_root=self.cache_root,
+            device=self.device,
+            progress=self.progress,
+        )
 
     def notes(self) -> list[str]:
         return [
