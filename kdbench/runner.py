@@ -35,7 +35,7 @@ from kdbench.errors import CheckpointError, OutputError, RecordError
 from kdbench.interrupts import RunInterrupted
 from kdbench.models.weights_identity import with_weights
 from kdbench.phases import PhaseClock, timing
-from kdbench.planning import Unit, default_methods, example_key, plan
+from kdbench.planning import Unit, default_methods, plan
 from kdbench.protocols.base import (
     ConfigError,
     Protocol,
@@ -68,8 +68,8 @@ ResumeMode = Literal["never", "only-missing", "always"]
 RESUME_MODES: tuple[str, ...] = ("never", "only-missing", "always")
 DEFAULT_OUT = Path("results")
 
-#: ``plan``, ``Unit``, ``default_methods`` and ``example_key`` live in :mod:`kdbench.planning`
-#: and are part of this module's API too (plugins' tests plan units through ``runner.plan``).
+#: ``plan``, ``Unit`` and ``default_methods`` live in :mod:`kdbench.planning` and are part of
+#: this module's API too (plugins' tests plan units through ``runner.plan``).
 __all__ = [
     "DEFAULT_OUT",
     "RESUME_MODES",
@@ -80,7 +80,6 @@ __all__ = [
     "build_record",
     "check_output_folder",
     "default_methods",
-    "example_key",
     "finished_record",
     "format_summary",
     "plan",
