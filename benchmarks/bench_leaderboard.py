@@ -97,13 +97,13 @@ PARSE_CASES = [(n, "realistic") for n in SIZES if n < 100_000]
 def test_parse(benchmark, records_dirs, monkeypatch, n, kind, parser):
     """Reading and validating every record (the build's intake), with the standard
     library's JSON parser (the way before) and with orjson, side by side."""
-    from kdbench import record_files
+    from kdbench import record_json
     from kdbench.leaderboard.intake import read_and_screen
 
     records = records_dirs(n, kind)
     if parser == "stdlib":
-        monkeypatch.setattr(record_files, "_orjson", None)
-    elif record_files._orjson is None:
+        monkeypatch.setattr(record_json, "_orjson", None)
+    elif record_json._orjson is None:
         pytest.skip("orjson is not installed")
     benchmark.group = f"parse {n:,} {kind} records"
     intake = benchmark.pedantic(read_and_screen, args=(records, {}), rounds=2, iterations=1)

@@ -279,7 +279,8 @@ def test_deep_nesting_is_a_reported_error_not_a_crash(tmp_path):
 
 
 def test_the_depth_limit_is_exact():
-    from kdbench.record_files import MAX_DEPTH, _too_deep
+    from kdbench.record_json import MAX_DEPTH
+    from kdbench.record_json import too_deep as _too_deep
 
     def nest(levels: int, inner: str = "1") -> str:
         text = inner
@@ -438,7 +439,7 @@ _STRICT_CASES = [
 def _strict(text):
     import json
 
-    from kdbench.record_files import _finite_float, _reject_constant, _unique_keys
+    from kdbench.record_json import _finite_float, _reject_constant, _unique_keys
 
     try:
         return json.loads(
@@ -462,7 +463,7 @@ def _typed(value):
 
 @pytest.mark.parametrize("text", _STRICT_CASES)
 def test_the_fast_parse_gives_what_the_strict_parse_gives_or_steps_aside(text):
-    from kdbench.record_files import _fast_load, _orjson
+    from kdbench.record_json import _fast_load, _orjson
 
     if _orjson is None:
         pytest.skip("orjson is not installed: every record is parsed by the standard library")
@@ -474,26 +475,26 @@ def test_the_fast_parse_gives_what_the_strict_parse_gives_or_steps_aside(text):
 
 
 def test_a_repeated_key_is_refused_with_or_without_the_fast_parse(monkeypatch, tmp_path):
-    from kdbench import record_files
+    from kdbench import record_files, record_json
 
     text = json.dumps(minimal_record()).replace('"seed": ', '"seed": 1, "seed": ', 1)
     path = tmp_path / "r.json"
     path.write_text(text)
-    for fast in (record_files._orjson, None):
-        monkeypatch.setattr(record_files, "_orjson", fast)
+    for fast in (record_json._orjson, None):
+        monkeypatch.setattr(record_json, "_orjson", fast)
         with pytest.raises(RecordError, match="seed: appears twice"):
             record_files.load_record(path)
 
 
 def test_committed_records_parse_the_same_with_and_without_the_fast_parse(monkeypatch):
-    from kdbench import record_files
+    from kdbench import record_files, record_json
 
     root = Path(__file__).resolve().parents[1] / "leaderboards"
     files = sorted(root.rglob("*.json"))[::7]  # every seventh: each protocol, all sizes
     assert files
-    if record_files._orjson is not None:  # kdbench's own records all take the fast path
+    if record_json._orjson is not None:  # kdbench's own records all take the fast path
         texts = [f.read_text() for f in files]
-        assert all(record_files._fast_load(t) for t in texts)
+        assert all(record_json._fast_load(t) for t in texts)
     fast = [record_files.load_record(f).model_dump() for f in files]
-    monkeypatch.setattr(record_files, "_orjson", None)
+    monkeypatch.setattr(record_json, "_orjson", None)
     assert fast == [record_files.load_record(f).model_dump() for f in files]
