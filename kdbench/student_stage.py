@@ -76,15 +76,16 @@ def cached_pooled_outputs(
     needs: Needs,
     *,
     folder: str,
-    key: str,
+    key: Callable[[], str],
     cache_root: Path | None,
     device: str,
     progress: Callable[..., Any] | None = None,
 ) -> list[torch.Tensor]:
     """The teacher outputs ``needs`` asks for, when they are logits and pooled embeddings
-    only: both are computed in one pass the first time and cached under ``key`` (which must
-    name the teacher, the images and the :func:`~kdbench.cache.numerics`), so every recipe
-    of a seed that reads them shares one pass. Token maps and layers are computed afresh."""
+    only: both are computed in one pass the first time and cached under ``key()`` (which
+    must name the teacher, the images and the :func:`~kdbench.cache.numerics`; called only
+    then, since hashing the images costs), so every recipe of a seed that reads them shares
+    one pass. Token maps and layers are computed afresh."""
     keys = needs.teacher_keys()
     if not set(keys) <= POOLED_OUTPUTS:
         return teacher_tensors(source, images, needs, device=device, progress=progress)
@@ -94,7 +95,7 @@ def cached_pooled_outputs(
         logits, pooled = teacher_tensors(source, images, both, device=device, progress=progress)
         return {"logits": logits, "pooled": pooled}
 
-    outputs, _ = cached_tensors(folder, key, compute, cache_root)
+    outputs, _ = cached_tensors(folder, key(), compute, cache_root)
     return [outputs[k] for k in keys]
 
 
@@ -116,18 +117,17 @@ class FrozenTeacher:
         model = self.model.to(self.device).eval()
         if self.cache_root is None:
             return teacher_tensors(model, images, needs, device=self.device, progress=self.progress)
-        key = cache_key(
-            "teacher-outputs",
-            tensor_digest(model),
-            tensor_digest({"images": images}),
-            numerics(self.device),
-        )
         return cached_pooled_outputs(
             model,
             images,
             needs,
             folder="teacher-outputs",
-            key=key,
+            key=lambda: cache_key(
+                "teacher-outputs",
+                tensor_digest(model),
+                tensor_digest({"images": images}),
+                numerics(self.device),
+            ),
             cache_root=self.cache_root,
             device=self.device,
             progress=self.progress,

@@ -231,19 +231,18 @@ class JointSpaceTeacher:
 
     @in_phase("teacher")
     def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
-        key = cache_key(
-            "oneclass-teacher-outputs",
-            self.teacher.image_digest(),
-            tensor_digest({"text": self.base_text.cpu()}),
-            self.data_digest,
-            numerics(self.device),
-        )
         return cached_pooled_outputs(
             TextSpaceTeacher(self.teacher, self.base_text),
             images,
             needs,
             folder="oneclass-teacher",
-            key=key,
+            key=lambda: cache_key(
+                "oneclass-teacher-outputs",
+                self.teacher.image_digest(),
+                tensor_digest({"text": self.base_text.cpu()}),
+                self.data_digest,
+                numerics(self.device),
+            ),
             cache_root=self.cache_root,
             device=self.device,
             progress=self.progress,
