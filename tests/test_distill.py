@@ -120,3 +120,12 @@ def test_a_missing_weights_file_names_the_path(world_weights, tmp_path):
 
     with pytest.raises(WeightsError, match="does not exist"):
         world_backbone("student", weights=missing)
+
+
+def test_teacher_rate_is_the_modes_else_by_whether_the_backbone_trains():
+    from kdbench.teacher_stage import teacher_lr
+
+    rates = {"lp": 1e-3, "ft": 3e-4, "lora": 5e-4, "student": 1e-4}
+    assert teacher_lr(rates, "lora", frozen=False) == 5e-4
+    assert teacher_lr(rates, "svf", frozen=False) == 3e-4  # a plugin's mode, no rate of its own
+    assert teacher_lr(rates, "probe", frozen=True) == 1e-3

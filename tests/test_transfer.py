@@ -14,9 +14,8 @@ from kdbench.data.downstream import load_task
 from kdbench.errors import ConfigError
 from kdbench.methods import KD, SUPERVISED
 from kdbench.protocols.base import load_protocol
-from kdbench.protocols.distill import distill_transfer
 from kdbench.record_files import load_record
-from kdbench.transfer import parse_transfer, transfer_name
+from kdbench.transfer import distill_transfer, parse_transfer, transfer_name
 from kdbench.transfer.pool import POOL_CHUNK, FolderPool, ShapesPool
 from kdbench.transfer.retrieval import balanced_pick, query_balanced, top_k
 

@@ -27,16 +27,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from kdbench.cache import (
-    cache_key,
-    entry_lock,
-    load_module_state,
-    numerics,
-    save_module_state,
-    tensor_digest,
-)
 from kdbench.data.downstream import TaskData, load_task
-from kdbench.distillation import Classifier, accuracy_counts, fit_linear_probe, init_backbone
+from kdbench.distillation import Classifier, accuracy_counts, init_backbone
 from kdbench.errors import UnknownComponentError
 from kdbench.methods import Method, Recipe
 from kdbench.metrics import linear_cka, proportion_ci95
@@ -55,14 +47,9 @@ from kdbench.registry import Component, Registry
 from kdbench.results import ComponentRef
 from kdbench.student_stage import FrozenTeacher, StageData, train_student
 from kdbench.subjects import Subject, subject_of
+from kdbench.teacher_stage import adapt_teacher
 from kdbench.train import TrainConfig, TrainResult, fit, predict
-from kdbench.transfer import (
-    TransferImages,
-    TransferRequest,
-    build_transfer,
-    parse_transfer,
-    transfer_name,
-)
+from kdbench.transfer import TransferImages, distill_transfer, transfer_name
 
 
 @dataclass
@@ -118,14 +105,6 @@ class DistillResult:
     student: Classifier
     notes: list[str] = field(default_factory=list)
     components: dict[str, ComponentRef] = field(default_factory=dict)
-
-
-def teacher_lr(rates: dict[str, float], mode: str, frozen: bool) -> float:
-    """The teacher's learning rate for ``mode``: ``lr.<mode>`` when the config has it, else
-    the linear-probe rate for a frozen adapter and the fine-tuning rate for the others."""
-    if mode in rates:
-        return rates[mode]
-    return rates["lp" if frozen else "ft"]
 
 
 class Distill(Protocol):
@@ -421,17 +400,23 @@ same student. `scratch` (the student from random weights) is a reference row.
         components: dict[str, ComponentRef],
         notes: list[str],
     ) -> tuple[Classifier | None, Classifier, float]:
-        """Adapt the teacher (cached per mode and seed), then train the student. Returns
-        teacher, student and training seconds (teacher adaptation + student training)."""
+        """Adapt the teacher (:func:`~kdbench.teacher_stage.adapt_teacher`, cached per mode
+        and seed), then train the student. Returns teacher, student and training seconds
+        (teacher adaptation + student training)."""
         config, registry, device = context.config, context.registry, context.device
         teacher, seconds = None, 0.0
         if recipe.teacher_mode is not None:
-            teacher, seconds, cached = self._adapt_teacher(context, recipe, data, steps)
+            adapted = adapt_teacher(
+                registry, config, recipe.teacher_mode, dict(recipe.teacher_options), data,
+                seed=context.seed, device=device, cache_root=context.cache_dir,
+                work_dir=context.work_dir, progress=context.progress, version=self.version,
+            )  # fmt: skip
+            teacher, seconds = adapted.model, adapted.seconds
             components["teacher_adapter"] = ComponentRef(
                 **teacher_adapter(registry, recipe.teacher_mode).ref(),
                 options=dict(recipe.teacher_options),
             )
-            if cached:
+            if adapted.cached:
                 notes.append(
                     f"adapted teacher ({recipe.teacher_mode}) reused from the cache; "
                     "the time its adaptation took when it was made is counted"
@@ -484,113 +469,3 @@ same student. `scratch` (the student from random weights) is a reference row.
             smoke=context.smoke,
             cache_root=context.cache_dir,
         )
-
-    @in_phase("teacher")
-    def _adapt_teacher(
-        self, context: UnitContext, recipe: Recipe, data: TaskData, steps: Callable[[int], int]
-    ) -> tuple[Classifier, float, bool]:
-        """The teacher adapted with ``recipe.teacher_mode``: from the cache when the same
-        teacher, mode, options, data and seed were adapted before."""
-        config, registry, device = context.config, context.registry, context.device
-        mode = recipe.teacher_mode
-        adapter_c = teacher_adapter(registry, mode)
-        adapter_cls = adapter_c.load()
-        options = dict(config["lora"]) if adapter_c.name == "lora" else {}
-        options.update(recipe.teacher_options)
-        backbone = init_backbone(registry, "teachers", config["teacher"])
-        lr = teacher_lr(config["lr"], mode, frozen=bool(getattr(adapter_cls, "frozen", False)))
-        key = cache_key(
-            "distill-teacher",
-            self.version,
-            tensor_digest(backbone),
-            mode,
-            options,
-            data.draws["train"],
-            context.seed,
-            config["teacher_epochs"],
-            config["batch_size"],
-            lr,
-            numerics(device),
-        )
-        folder = context.cache_dir / "distill-teachers"
-        with entry_lock(folder, key):  # concurrent jobs never adapt it twice
-            adapter = adapter_cls(**options)
-            adapter.apply(backbone)
-            teacher = Classifier(backbone, data.num_classes)
-            cached = load_module_state(teacher, folder, key)
-            if cached is not None:
-                return teacher, float(cached["train_seconds"]), True
-            budget = TrainConfig(
-                epochs=1,
-                steps=steps(config["teacher_epochs"]),
-                batch_size=config["batch_size"],
-                lr=lr,
-                seed=context.seed,
-            )
-            t0 = time.perf_counter()
-            if adapter.frozen:  # linear probe: the backbone's embeddings never change
-                fit_linear_probe(
-                    teacher,
-                    data.train_images,
-                    data.train_labels,
-                    budget,
-                    device=device,
-                    progress=context.progress,
-                )
-            else:
-                fit(
-                    _ClassifierStep(teacher),
-                    (data.train_images, data.train_labels),
-                    budget,
-                    device=device,
-                    checkpoint=context.work_dir / "teacher.pt",
-                    progress=context.progress,
-                    desc=f"teacher {mode}",
-                )
-            seconds = time.perf_counter() - t0
-            save_module_state(teacher, folder, key, {"train_seconds": seconds, "mode": mode})
-            return teacher, seconds, False
-
-
-def distill_transfer(
-    config: dict[str, Any],
-    data: TaskData,
-    seed: int,
-    default: str,
-    registry: Registry,
-    device: str,
-    *,
-    progress: Callable[..., Any] | None = None,
-    smoke: bool = False,
-    cache_root: Path | None = None,
-) -> TransferImages:
-    """The transfer set ``config["transfer"]`` names (``NAME[:key=value,...]``), else
-    ``default``, built for the task ``data`` and ``seed``; retrieval embeds with the
-    config's pretrained teacher (or student)."""
-    name, options = parse_transfer(config["transfer"]) if config.get("transfer") else (default, {})
-    models = {
-        "teacher": lambda: init_backbone(registry, "teachers", config["teacher"]),
-        "student": lambda: init_backbone(registry, "students", config["student"]),
-    }
-    request = TransferRequest(
-        task=data,
-        section=config["data"],
-        seed=seed,
-        options=options,
-        registry=registry,
-        device=device,
-        models=models,
-        progress=progress,
-        smoke=smoke,
-        cache_root=cache_root,
-    )
-    return build_transfer(name, request)
-
-
-class _ClassifierStep(torch.nn.Module):
-    def __init__(self, model: Classifier) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(self.model(images), labels)

@@ -123,3 +123,40 @@ def build_transfer(name: str, request: TransferRequest) -> TransferImages:
     target = request.registry.get("transfer_sets", name).load()
     obj = target() if isinstance(target, type) else target
     return obj.build(request)
+
+
+def distill_transfer(
+    config: dict[str, Any],
+    data: TaskData,
+    seed: int,
+    default: str,
+    registry: Registry,
+    device: str,
+    *,
+    progress: Callable[..., Any] | None = None,
+    smoke: bool = False,
+    cache_root: Path | None = None,
+) -> TransferImages:
+    """The transfer set ``config["transfer"]`` names (``NAME[:key=value,...]``), else
+    ``default``, built for the task ``data`` and ``seed``; retrieval embeds with the
+    config's pretrained teacher (or student)."""
+    from kdbench.distillation import init_backbone
+
+    name, options = parse_transfer(config["transfer"]) if config.get("transfer") else (default, {})
+    models = {
+        "teacher": lambda: init_backbone(registry, "teachers", config["teacher"]),
+        "student": lambda: init_backbone(registry, "students", config["student"]),
+    }
+    request = TransferRequest(
+        task=data,
+        section=config["data"],
+        seed=seed,
+        options=options,
+        registry=registry,
+        device=device,
+        models=models,
+        progress=progress,
+        smoke=smoke,
+        cache_root=cache_root,
+    )
+    return build_transfer(name, request)

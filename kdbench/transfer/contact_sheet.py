@@ -115,7 +115,7 @@ def write_contact_sheet(
     from kdbench.data.downstream import load_task
     from kdbench.plugins import get_registry
     from kdbench.protocols.base import load_protocol
-    from kdbench.protocols.distill import distill_transfer
+    from kdbench.transfer import distill_transfer
 
     registry = get_registry()
     protocol = load_protocol(registry.get("protocols", "distill"))
