@@ -34,5 +34,5 @@ def _run(args):
         ("kdbench ls", [*CLI, "ls"]),
     ],
 )
-def bench_start_up(benchmark, name, args):
+def test_start_up(benchmark, name, args):
     benchmark.pedantic(_run, args=(args,), rounds=5, warmup_rounds=1)
