@@ -47,12 +47,12 @@ RECORDS: dict[str, dict[str, dict]] = {}  # way -> label -> record
 
 
 def _kdbench(args: list[str], cache: Path) -> None:
-    env = {**os.environ, "KDBENCH_CACHE": str(cache), "KDBENCH_LOAD_PLUGINS": ""}
+    env = {**os.environ, "KDBENCH_CACHE": str(cache)}
     subprocess.run([*CLI, *args], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def _plan(tmp: Path) -> list[dict]:
-    env = {**os.environ, "KDBENCH_CACHE": str(tmp / "plan-cache"), "KDBENCH_LOAD_PLUGINS": ""}
+    env = {**os.environ, "KDBENCH_CACHE": str(tmp / "plan-cache")}
     out = subprocess.run(
         [*CLI, "plan", *JOB, "--json", "-o", str(tmp / "plan")],
         check=True, env=env, capture_output=True, text=True,
