@@ -43,7 +43,6 @@ from kdbench.metrics import mean_ci95, proportion_ci95
 from kdbench.models.image_text import ImageTextModel
 from kdbench.oneclass import (
     DISTANCES,
-    SHAPES_DISTANCES,
     UNIFORM,
     Tasks,
     TaskScores,
@@ -139,71 +138,7 @@ pretrained student mapped into the joint space by a ridge regression, without di
     quantisable = True
 
     def default_config(self, suite: str, smoke: bool) -> dict[str, Any]:
-        if suite == "embedded":
-            config: dict[str, Any] = {
-                "teacher": {"name": "shapes-clip", "options": {}},
-                "student": {"name": "shapes-student", "options": {}},
-                "prompt": "a photo of a {}.",
-                "data": {"splits": ["novel", "downstream"], "per_class": 40, "domain": "base"},
-                "tasks": {
-                    "distances": list(SHAPES_DISTANCES),
-                    "positives": 20,
-                    "per_target": 1,
-                    "max_targets": None,
-                },
-                "confusers": {"source": "frozen", "k": 10, "options": {}},
-                "score": "margin",
-                "zero_shot_top1": True,
-                "student_stage": {
-                    "train_per_class": 100,
-                    "epochs": 2,
-                    "batch_size": 128,
-                    "lr": 1e-3,
-                    "ridge": 1e-3,
-                },
-            }
-            if smoke:
-                config["data"].update(per_class=4)
-                config["tasks"].update(positives=3, max_targets=12)
-                config["student_stage"].update(train_per_class=2, epochs=1, batch_size=64)
-            return config
-        return {
-            "teacher": {
-                "name": "open_clip:ViT-B-16-quickgelu",
-                "options": {"pretrained": "openai"},
-            },
-            "student": {"name": "timm:vit_small_patch16_224", "options": {"img_size": 224}},
-            "prompt": "a photo of a {}.",
-            "data": {
-                "dataset": "inat2021",
-                "root": None,
-                "split": "val",
-                "image_size": 224,
-                "resize": 224,
-            },
-            "tasks": {
-                "distances": None,
-                "positives": None,
-                "per_target": 1,
-                "max_targets": 20 if smoke else None,
-            },
-            "confusers": {"source": "taxonomy", "k": 10, "options": {}},
-            "score": "margin",
-            "zero_shot_top1": False,
-            "student_stage": {
-                "dataset": "imagefolder",
-                "root": None,
-                "split": "train",
-                "names_file": None,
-                "max_per_class": 4 if smoke else 50,
-                "image_size": 224,
-                "resize": 224,
-                "epochs": 1 if smoke else 30,
-                "batch_size": 128,
-                "lr": 5e-4,
-                "ridge": 1e-3,
-            },
-        }
+        return oneclass_config.defaults(suite, smoke)
 
     def data_sections(
         self, config: dict[str, Any], subject: subjects.Subject

@@ -115,3 +115,63 @@ class DistillStandard(Distill):
 
 
 MODELS = {"embedded": DistillEmbedded, "standard": DistillStandard}
+
+
+def defaults(suite: str, smoke: bool) -> dict[str, Any]:
+    """The ``distill`` protocol's config for ``suite``; ``smoke`` shrinks it to seconds."""
+    if suite == "embedded":
+        config: dict[str, Any] = {
+            "teacher": {"name": "shapes-teacher", "options": {}},
+            "student": {"name": "shapes-student", "options": {}},
+            "data": {
+                "split": "downstream",
+                "classes": 30,
+                "domain": "shift",
+                "train_per_class": 10,
+                "test_per_class": 40,
+                "transfer_images": 6000,
+            },
+            "teacher_epochs": 40,
+            "student_epochs": 150,
+            "batch_size": 64,
+            "lr": {
+                "lp": 5e-3,
+                "ft": 3e-4,
+                "lora": 1e-3,
+                "student": 5e-4,
+                "student_scratch": 1e-3,
+            },
+            "lora": {"r": 16, "alpha": 16, "dropout": 0.1, "targets": ["qkv"]},
+            "cka_images": 500,
+        }
+        if smoke:
+            config["data"].update(
+                classes=5, train_per_class=4, test_per_class=4, transfer_images=40
+            )
+            config.update(teacher_epochs=2, student_epochs=2, batch_size=16, cka_images=16)
+        return config
+    return {
+        "teacher": {
+            "name": "timm:vit_base_patch14_dinov2.lvd142m",
+            "options": {"img_size": 224},
+        },
+        "student": {
+            "name": "timm:vit_small_patch14_dinov2.lvd142m",
+            "options": {"img_size": 224},
+        },
+        "data": {
+            "dataset": "cub",
+            "root": None,
+            "train_split": "train",
+            "test_split": "test",
+            "image_size": 224,
+            "resize": 256,
+            "transfer_root": None,
+        },
+        "teacher_epochs": 2 if smoke else 30,
+        "student_epochs": 2 if smoke else 30,
+        "batch_size": 32,
+        "lr": {"lp": 1e-3, "ft": 1e-5, "lora": 1e-4, "student": 5e-5, "student_scratch": 5e-4},
+        "lora": {"r": 16, "alpha": 16, "dropout": 0.1, "targets": ["qkv"]},
+        "cka_images": 16 if smoke else 1000,
+    }

@@ -163,3 +163,59 @@ class SegmentationStandard(Segmentation):
 
 
 MODELS = {"embedded": SegmentationEmbedded, "standard": SegmentationStandard}
+
+
+def defaults(suite: str, smoke: bool, base: dict[str, Any]) -> dict[str, Any]:
+    """The ``segmentation`` protocol's config for ``suite`` (``smoke`` shrinks it to
+    seconds), with ``base``, the base-class stage's section."""
+    common: dict[str, Any] = {
+        "base": base,
+        "shots": [1, 2, 5, 10],
+        "draws": [0, 1, 2],
+        "adapters": ["linear"],
+        "head": {"steps": 200, "batch_size": 8, "lr": 1e-2, "weight_decay": 1e-4},
+        "adapted": {
+            "steps": 100,
+            "batch_size": 8,
+            "lr": {"finetune": 1e-4, "lora": 1e-3, "svf": 1e-3},
+        },
+        "multilayer": {"n": 4},
+        "lora": {"r": 16, "alpha": 16, "dropout": 0.1, "targets": ["qkv"]},
+        "svf": {"scope": "blocks"},
+        "batch_size": 64,
+        "cache_features": True,
+    }
+    if suite == "embedded":
+        config = {
+            **common,
+            "image_size": 64,
+            "data": {"pool": 300, "eval": 300, "domain": "base", "max_objects": 4},
+        }
+        if smoke:
+            config["data"].update(pool=24, eval=12)
+            config.update(shots=[1, 2], draws=[0, 1], batch_size=16)
+            config["head"].update(steps=5)
+            config["adapted"].update(steps=2, batch_size=4)
+        return config
+    config = {
+        **common,
+        "image_size": 1022,
+        "data": {
+            "dataset": "cityscapes",
+            "root": None,
+            "support_split": "train",
+            "eval_split": "val",
+            "label_size": 1022,
+            "eval_limit": None,
+        },
+        "batch_size": 8,
+        "cache_features": False,
+    }
+    config["head"].update(steps=1000, batch_size=4)
+    config["adapted"].update(steps=500, batch_size=4)
+    if smoke:
+        config.update(shots=[1], draws=[0], image_size=56)
+        config["data"].update(label_size=56, eval_limit=4)
+        config["head"].update(steps=5)
+        config["adapted"].update(steps=2)
+    return config
