@@ -46,17 +46,15 @@ TIMINGS: dict[str, dict[str, float]] = {}  # way -> label -> seconds ("wall" for
 RECORDS: dict[str, dict[str, dict]] = {}  # way -> label -> record
 
 
-def _kdbench(args: list[str], cache: Path) -> None:
+def _kdbench(args: list[str], cache: Path, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "KDBENCH_CACHE": str(cache)}
-    subprocess.run([*CLI, *args], check=True, env=env, stdout=subprocess.DEVNULL)
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    return subprocess.run([*CLI, *args], check=True, env=env, **kwargs)
 
 
 def _plan(tmp: Path) -> list[dict]:
-    env = {**os.environ, "KDBENCH_CACHE": str(tmp / "plan-cache")}
-    out = subprocess.run(
-        [*CLI, "plan", *JOB, "--json", "-o", str(tmp / "plan")],
-        check=True, env=env, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+    plan = ["plan", *JOB, "--json", "-o", str(tmp / "plan")]
+    out = _kdbench(plan, tmp / "plan-cache", stdout=subprocess.PIPE, text=True).stdout
     units = json.loads(out)["units"]
     for unit in units:  # where each way's record lands, under its own -o
         unit["record"] = str(Path(unit["record"]).relative_to(tmp / "plan"))
@@ -98,11 +96,9 @@ def units(tmp_path_factory):
 @pytest.mark.benchmark(group="main job")
 @pytest.mark.parametrize("way", [shared, plain], ids=["shared", "plain"])
 def test_main_job(benchmark, tmp_path_factory, units, way):
-    runs = iter(range(1_000))
     benchmark.pedantic(
-        lambda: way(tmp_path_factory.mktemp(f"{way.__name__}{next(runs)}"), units),
-        rounds=1, iterations=1,
-    )  # fmt: skip
+        lambda: way(tmp_path_factory.mktemp(way.__name__), units), rounds=1, iterations=1
+    )
     benchmark.extra_info["units"] = len(units)
     if set(RECORDS) == {"shared", "plain"}:
         for unit in units:

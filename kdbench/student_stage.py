@@ -85,9 +85,10 @@ def cached_pooled_outputs(
     only: both are computed in one pass the first time and cached under ``key()`` (which
     must name the teacher, the images and the :func:`~kdbench.cache.numerics`; called only
     then, since hashing the images costs), so every recipe of a seed that reads them shares
-    one pass. Token maps and layers are computed afresh."""
+    one pass. Token maps and layers, and anything without a ``cache_root``, are computed
+    afresh."""
     keys = needs.teacher_keys()
-    if not set(keys) <= POOLED_OUTPUTS:
+    if cache_root is None or not set(keys) <= POOLED_OUTPUTS:
         return teacher_tensors(source, images, needs, device=device, progress=progress)
 
     def compute() -> dict[str, torch.Tensor]:
@@ -115,8 +116,6 @@ class FrozenTeacher:
 
     def outputs(self, images: torch.Tensor, needs: Needs) -> list[torch.Tensor]:
         model = self.model.to(self.device).eval()
-        if self.cache_root is None:
-            return teacher_tensors(model, images, needs, device=self.device, progress=self.progress)
         return cached_pooled_outputs(
             model,
             images,
